@@ -1,0 +1,65 @@
+"""Named invariants, checked after every step and reported (never raised).
+
+Each has a name a reader can search for.  `check()` returns the names broken in the current state of
+the function a step touched (and, for the handle-wide ones, of the whole model).
+"""
+from __future__ import annotations
+
+from .call import ORIG, CallOutcome
+from .consumers import CATALOG, KLP
+from .flags import OpsFlag
+
+AT_MOST_ONE_IPMODIFY = "AtMostOneIPModify"
+AT_MOST_ONE_DIRECT = "AtMostOneDirect"
+NO_SILENT_BYPASS = "NoSilentBypass"
+NO_SILENT_DISCARD = "NoSilentDiscard"
+TOLD_IMPLIES_ATTACHED = "ToldImpliesAttached"
+REFCOUNT_NON_NEGATIVE = "RefCountNonNegative"
+
+#: name -> what it says (the order is the order of reports)
+INVARIANTS = {
+    AT_MOST_ONE_IPMODIFY: "at most one FTRACE_OPS_FL_IPMODIFY ops is attached to a function",
+    AT_MOST_ONE_DIRECT: "at most one direct trampoline (FTRACE_OPS_FL_DIRECT ops) is attached to a function",
+    NO_SILENT_BYPASS: "no call runs the original body while a livepatch on it reported success",
+    NO_SILENT_DISCARD: "no ip write (livepatch redirect, override stub) by a consumer that reported success "
+                       "is overwritten by another handler or ignored by a trampoline",
+    TOLD_IMPLIES_ATTACHED: "every consumer told 0 and not detached is really attached",
+    REFCOUNT_NON_NEGATIVE: "record reference counts and kprobe ops counts are never negative",
+}
+
+
+def _told_ok(model, handle: str) -> bool:
+    h = model.kernel.handles.get(handle)
+    return h is not None and h.told == 0 and not h.detached
+
+
+def check(model, func: str | None, outcome: CallOutcome | None = None) -> list[str]:
+    """Invariants broken after a step on `func` (the call outcome is simulated if not given)."""
+    k = model.kernel
+    broken = []
+    rec = k.records.get(func) if func else None
+    if rec is not None:
+        if sum(OpsFlag.IPMODIFY in o.flags for o in rec.ops) > 1:
+            broken.append(AT_MOST_ONE_IPMODIFY)
+        if sum(OpsFlag.DIRECT in o.flags for o in rec.ops) > 1:
+            broken.append(AT_MOST_ONE_DIRECT)
+        out = outcome if outcome is not None else model.simulate(func)
+        lps = [h for h in k.handles.values()
+               if h.func == func and CATALOG[h.consumer].mechanism == KLP and _told_ok(model, h.name)]
+        if lps and out.body_ran == ORIG:
+            broken.append(NO_SILENT_BYPASS)
+        if any(_told_ok(model, h) and _discarded(out, h, t) for h, t in out.ip_writes):
+            broken.append(NO_SILENT_DISCARD)
+    if any(_told_ok(model, h) and not model.attached(h) for h in k.handles):
+        broken.append(TOLD_IMPLIES_ATTACHED)
+    if any(r.count < 0 for r in k.records.values()) or any(c < 0 for c in k.kprobe_cnt.values()):
+        broken.append(REFCOUNT_NON_NEGATIVE)
+    return broken
+
+
+def _discarded(out: CallOutcome, handle: str, target: str) -> bool:
+    if target != out.list_target:
+        return True                                  # an older ip writer overwrote it
+    if out.target != target:
+        return not target == "new"                   # trampoline ignored it (a livepatch: NoSilentBypass)
+    return False
