@@ -50,7 +50,12 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
     """register_kprobe(): join the aggregate on this address, or arm a new probe."""
     if consumer.needs_error_injection and not k.injectable(func):
         ctx.note(f"{func}() is not on the error-injection list")
-        return int(Errno.EINVAL)
+        # fail_function.c fei_write() answers -ERANGE; perf_event_attach_bpf_prog() -EINVAL
+        return int(Errno.ERANGE if consumer.name == "fail-function" else Errno.EINVAL)
+    if consumer.name == "fail-function" and any(
+            h.consumer == "fail-function" and h.func == func and not h.detached and h.told == 0
+            for h in k.handles.values()):
+        return int(Errno.EBUSY)                  # fei_write(): fei_attr_lookup() finds the function
     if func in k.probes:
         k.probes[func][1].insert(0, handle)      # add_new_kprobe(): list_add_rcu, no re-arming
         return 0

@@ -5,8 +5,8 @@
     call cmdline_proc_show                     => body=new
 
 An expectation group `=>[SEL,...]` applies only under matching policies (SEL: a policy name, optionally
-with a kernel bound for merged: `merged<6.18`, `merged>=6.7`); when one matches, the plain `=>` group
-of that line is ignored.
+with kernel bounds for merged: `merged<6.18`, `merged>=6.7<6.18`); a group applies when any of its
+selectors matches, and then the plain `=>` group of that line is ignored.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from .policy import Policy, parse_version
 
 HANDLE_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 FUNC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-SEL_RE = re.compile(r"(?P<name>[a-z0-9.\-]+?)(?:(?P<op><=|>=|<|>|==)(?P<ver>\d+\.\d+(?:\.\d+)?))?\Z")
+SEL_RE = re.compile(r"(?P<name>[a-z0-9.\-]+?)(?P<bounds>(?:(?:<=|>=|<|>|==)\d+\.\d+(?:\.\d+)?)*)\Z")
+BOUND_RE = re.compile(r"(<=|>=|<|>|==)(\d+\.\d+(?:\.\d+)?)")
 EXPECT_KEYS = ("regen", "retries", "callbacks", "record", "attached", "body", "result", "fired", "violations")
 
 
@@ -48,12 +49,16 @@ def _selected(sel: str, pol: Policy) -> bool:
     m = SEL_RE.match(sel)
     if m["name"] != pol.name:
         return False
-    if not m["op"]:
+    if not m["bounds"]:
         return True
     if not pol.kernel:
         return False
-    v, bound = parse_version(pol.kernel), parse_version(m["ver"])
-    return {"<": v < bound, "<=": v <= bound, ">": v > bound, ">=": v >= bound, "==": v == bound}[m["op"]]
+    v = parse_version(pol.kernel)
+    for op, ver in BOUND_RE.findall(m["bounds"]):
+        bound = parse_version(ver)
+        if not {"<": v < bound, "<=": v <= bound, ">": v > bound, ">=": v >= bound, "==": v == bound}[op]:
+            return False
+    return True
 
 
 @dataclass
@@ -236,6 +241,8 @@ def run(scenario: Scenario, pol: Policy, model: Model | None = None) -> list[dic
         failures = []
         for key, want in st.expectations(pol).items():
             got = _actual(d, key)
+            if key == "record" and "M" not in want["flags"]:
+                got = {"count": got["count"], "flags": got["flags"].replace("M", "")}
             if key == "record" and got != want:
                 failures.append(f"record={want['count']}:{want['flags']} (got {got['count']}:{got['flags']})")
             elif key != "record" and got != want:

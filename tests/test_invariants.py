@@ -1,0 +1,99 @@
+"""Random attach/detach/call sequences under every policy (hypothesis RuleBasedStateMachine).
+
+Each design keeps some invariants by construction; `KEEPS` says which, and the machine fails the moment
+a kept invariant is reported.  The invariants a design can break are shown by scenario files
+(data/scenarios/*.fts) and, exhaustively, by ftsim.explore.
+"""
+import hypothesis.strategies as st
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from ftsim import consumers, policy
+from ftsim.flags import OpsFlag
+from ftsim.invariants import (AT_MOST_ONE_DIRECT, AT_MOST_ONE_IPMODIFY, INVARIANTS, NO_SILENT_BYPASS,
+                              REFCOUNT_NON_NEGATIVE, TOLD_IMPLIES_ATTACHED)
+from ftsim.model import Model
+
+FUNCS = ["f", "g"]
+#: the consumers arbitration is about, drawn more often than the passive rest
+KEY = ["livepatch", "bpf-fentry", "bpf-fexit", "kprobe-post", "fail-function", "bpf-override-return", "direct"]
+CONSUMERS = st.one_of(st.sampled_from(KEY), st.sampled_from(consumers.NAMES))
+SAFE_BY_CONSTRUCTION = {AT_MOST_ONE_IPMODIFY, AT_MOST_ONE_DIRECT, TOLD_IMPLIES_ATTACHED, REFCOUNT_NON_NEGATIVE}
+KEEPS = {
+    "pre-6.0": SAFE_BY_CONSTRUCTION | {NO_SILENT_BYPASS},
+    "rostedt": SAFE_BY_CONSTRUCTION | {NO_SILENT_BYPASS},
+    "song": SAFE_BY_CONSTRUCTION | {NO_SILENT_BYPASS},
+    "merged": SAFE_BY_CONSTRUCTION | {NO_SILENT_BYPASS},       # newest kernel: 3e9a18e1c3e9 applied
+    "merged[6.1]": SAFE_BY_CONSTRUCTION,                       # livepatch -> fentry -> fexit bypass
+    "naive": {REFCOUNT_NON_NEGATIVE},
+}
+POLICIES = {"pre-6.0": policy.get("pre-6.0"), "rostedt": policy.get("rostedt"), "song": policy.get("song"),
+            "merged": policy.get("merged"), "merged[6.1]": policy.get("merged", kernel="6.1"),
+            "naive": policy.get("naive")}
+
+
+def machine_for(label):
+    pol = POLICIES[label]
+
+    class Machine(RuleBasedStateMachine):
+        @initialize()
+        def start(self):
+            self.model = Model(pol)
+            self.live = []
+            self.seen = set()
+
+        @rule(consumer=CONSUMERS, func=st.sampled_from(FUNCS))
+        def attach(self, consumer, func):
+            step = self.model.attach(consumer, func)
+            assert step.ret in (0, -16, -11, -22), step
+            assert step.attached == (step.ret == 0) or label == "naive"
+            if step.ret == 0:
+                self.live.append(step.handle)
+            self.seen.update(step.violations)
+
+        @precondition(lambda self: self.live)
+        @rule(data=st.data())
+        def detach(self, data):
+            handle = data.draw(st.sampled_from(self.live))
+            self.live.remove(handle)
+            step = self.model.detach(handle)
+            assert step.ret == 0 and step.attached is False
+            self.seen.update(step.violations)
+
+        @rule(func=st.sampled_from(FUNCS))
+        def call(self, func):
+            step = self.model.call(func)
+            out = step.call
+            assert set(out.attributed_to.values()) <= {func}
+            if out.body_ran == "new":
+                assert any(self.model.kernel.handles[h].consumer == "livepatch" for h in self.live)
+            for h in out.fired:
+                assert self.model.attached(h) or label == "naive", (h, out)
+            self.seen.update(step.violations)
+
+        @invariant()
+        def kept_invariants_hold(self):
+            broken = self.seen & KEEPS[label]
+            assert not broken, f"{label} broke {broken}"
+
+        @invariant()
+        def records_match_attached_ops(self):
+            for rec in self.model.kernel.records.values():
+                assert rec.count == len(set(rec.ops)) >= 0
+                assert rec.ipmodify == any(OpsFlag.IPMODIFY in o.flags for o in rec.ops)
+                if rec.direct is not None:
+                    assert rec.direct in rec.ops
+
+    Machine.TestCase.settings = settings(max_examples=80, stateful_step_count=25, deadline=None)
+    return Machine
+
+
+@pytest.mark.parametrize("label", list(KEEPS))
+def test_policy_keeps_its_invariants(label):
+    machine_for(label).TestCase("runTest").runTest()
+
+
+def test_keeps_names_real_invariants():
+    for kept in KEEPS.values():
+        assert kept <= set(INVARIANTS)

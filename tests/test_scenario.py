@@ -1,0 +1,138 @@
+"""Scenario files: the shipped ones hold under the designs they are written for; bad input is refused
+with a one-line error naming file, line and token; random text never crashes the parser or the model."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+from ftsim import consumers, policy, scenario
+from ftsim.cli import main
+from ftsim.errors import FtsimError
+
+SCEN = Path(__file__).resolve().parent.parent / "data" / "scenarios"
+PAIR_POLICIES = [("pre-6.0", None), ("merged", "6.1"), ("merged", None)]
+BUG_KERNELS = ["6.1", "6.6", "6.6.10", "6.12", "6.17", "6.18"]
+
+
+def targets(path: Path):
+    """Which (policy, kernel) a shipped file is written for, from its name."""
+    name = path.stem
+    if name.startswith("thread-"):
+        design = name[len("thread-"):]
+        return [("merged", k) for k in BUG_KERNELS] if design == "merged" else [(design, None)]
+    if name.startswith("bug-"):
+        return [("merged", k) for k in BUG_KERNELS]
+    return PAIR_POLICIES
+
+
+CASES = [(p, pol, k) for p in sorted(SCEN.glob("*.fts")) for pol, k in targets(p)]
+
+
+@pytest.mark.parametrize("path,pol,kernel", CASES, ids=[f"{p.stem}-{pol}-{k or 'newest'}" for p, pol, k in CASES])
+def test_shipped_scenarios_hold(path, pol, kernel):
+    sc = scenario.parse_file(path)
+    rows = scenario.run(sc, policy.get(pol, kernel=kernel))
+    failed = [f"line {d['line']}: {'; '.join(d['failures'])}" for d in rows if not d["expect_ok"]]
+    assert not failed, "\n".join(failed)
+    assert any(st.expect for st in sc.steps), "a shipped scenario states expectations"
+
+
+def test_every_file_starts_with_what_it_shows():
+    for path in SCEN.glob("*.fts"):
+        assert scenario.parse_file(path).comments, f"{path.name} has no leading comment"
+
+
+def test_pair_files_cover_ipmodify_and_direct_consumers_in_both_orders():
+    seen = set()                                  # (incumbent, contender): an attach right after another
+    for path in SCEN.glob("pairs-*.fts"):
+        prev = None
+        for st in scenario.parse_file(path).steps:
+            if st.op == "attach" and prev is not None:
+                seen.add((prev, st.consumer))
+            prev = st.consumer if st.op == "attach" else None
+    for a in ("livepatch", "kprobe-post", "fail-function"):
+        for b in ("bpf-fexit", "bpf-fentry", "bpf-fmod-ret", "bpf-fmod-ret-pass", "direct", "livepatch"):
+            if a != "livepatch" and b not in ("bpf-fexit", "livepatch"):
+                continue
+            assert (a, b) in seen and (b, a) in seen, (a, b)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("attach livepach f", "consumer 'livepach' is unknown; allowed: livepatch"),
+    ("attach livepatch 9f", "function '9f' is not a C identifier"),
+    ("attach livepatch f as", "expected 'attach CONSUMER FUNCTION [as HANDLE]'"),
+    ("detach lp", "handle 'lp' is unknown"),
+    ("attach livepatch f as lp\ndetach lp\ndetach lp", "detached already"),
+    ("attach livepatch f as lp\nattach kprobe f as lp", "handle 'lp' is taken (line 1)"),
+    ("attach livepatch f => -EBUS", "expectation '-EBUS' is unknown"),
+    ("attach livepatch f => regen=x", "regen='x': expected a count"),
+    ("attach livepatch f => record=1:Q", "record='1:Q'"),
+    ("attach livepatch f => violations=Nope", "violations: 'Nope' is unknown"),
+    ("attach livepatch f =>[linus] 0", "expectation selector 'linus' is unknown"),
+    ("jump f", "step 'jump' is unknown; allowed: attach, detach, call"),
+    ("call", "expected 'call FUNCTION'"),
+])
+def test_bad_lines_name_file_line_and_token(text, needle):
+    with pytest.raises(scenario.ScenarioError) as e:
+        scenario.parse_text(text, "x.fts")
+    msg = str(e.value)
+    assert needle in msg and msg.startswith("x.fts:") and "\n" not in msg
+
+
+WORDS = st.sampled_from(["attach", "detach", "call", "as", "=>", "=>[merged<6.18]", "=>[pre-6.0]", "0",
+                         "-EBUSY", "regen=1", "record=2:RID", "body=new", "violations=-", "#", "f", "g",
+                         "lp", "x", *consumers.NAMES])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(WORDS, max_size=7).map(" ".join), max_size=8).map("\n".join),
+       st.sampled_from(policy.NAMES))
+def test_random_text_never_crashes(text, pol):
+    try:
+        sc = scenario.parse_text(text, "fuzz.fts")
+    except scenario.ScenarioError:
+        return
+    rows = scenario.run(sc, policy.get(pol))
+    assert len(rows) == len(sc.steps)
+
+
+def test_policy_and_kernel_errors_are_one_line_value_errors():
+    for call in (lambda: policy.get("linus"), lambda: policy.get("merged", kernel="5.19"),
+                 lambda: policy.get("merged", kernel="six"), lambda: policy.get("song", kernel="6.1"),
+                 lambda: policy.get("song", colour="red")):
+        with pytest.raises(FtsimError) as e:
+            call()
+        assert isinstance(e.value, ValueError) and "allowed" in str(e.value)
+
+
+def test_cli_exit_codes_and_json(tmp_path, capsys):
+    good = SCEN / "thread-merged.fts"
+    assert main(["scenario", str(good), "--policy", "merged"]) == 0
+    assert main(["scenario", str(good), "--policy", "merged", "--json"]) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
+    keys = {"file", "line", "step", "op", "handle", "ret", "callbacks", "retries", "regenerations", "record",
+            "violations", "attached", "expect_ok"}
+    assert lines and all(keys <= set(d) for d in lines)
+    calls = [d for d in lines if d["op"] == "call"]
+    assert calls and all({"body_ran", "result_from", "fired", "attributed_to", "ip_seen", "return_seen"} <= set(d)
+                         for d in calls)
+    wrong = tmp_path / "wrong.fts"
+    wrong.write_text("attach livepatch f as lp => -EBUSY\n")
+    assert main(["scenario", str(wrong), "--policy", "merged"]) == 1
+    assert "wrong.fts:1: expectation failed: ret=-EBUSY (got 0)" in capsys.readouterr().err
+    bad = tmp_path / "bad.fts"
+    bad.write_text("attach livepatch f\nattach nonsense f\n")
+    assert main(["scenario", str(bad), "--policy", "merged"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("bad.fts:2: consumer 'nonsense' is unknown; allowed: " + ", ".join(consumers.NAMES))
+    assert main(["scenario", str(tmp_path / "missing.fts"), "--policy", "merged"]) == 2
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "ftsim.cli", "table", "--policy", "pre-6.0"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "livepatch" in out.splitlines()[0] or "livepatch" in out
