@@ -57,7 +57,8 @@ class Policy:
 
     @property
     def label(self) -> str:
-        return f"{self.name}[{self.kernel}]" if self.kernel else self.name
+        """The name, with the kernel version when it is not the newest behaviour: merged, merged[6.1]."""
+        return f"{self.name}[{self.kernel}]" if self.kernel and self.kernel != NEWEST_KERNEL else self.name
 
     def describe(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}

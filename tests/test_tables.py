@@ -1,0 +1,54 @@
+"""Decision tables, policy tables, the consumer catalog and data/kernel/rules.csv."""
+import csv
+import importlib
+from pathlib import Path
+
+from ftsim import consumers, policy, tables
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_every_rule_points_at_model_code_that_exists():
+    with open(DATA / "kernel" / "rules.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 20
+    for row in rows:
+        module, _, attr = row["model"].rpartition(".")
+        target = importlib.import_module(module) if not module.endswith("Record") else None
+        if target is None:
+            target = getattr(importlib.import_module(module.rsplit(".", 1)[0]), "Record")
+        assert hasattr(target, attr), row["model"]
+        assert row["kernel_file"] and row["kernel_function"] and row["versions"]
+
+
+def test_decision_table_is_complete_and_shows_the_designs_apart():
+    df = tables.df_decisions_all()
+    n = len(consumers.NAMES)
+    assert len(df) == 5 * n * n
+    pick = df.set_index(["policy", "incumbent", "contender"])
+    assert pick.loc[("pre-6.0", "livepatch", "bpf-fexit"), "result"] == "-EBUSY"
+    assert pick.loc[("merged", "livepatch", "bpf-fexit"), "result"] == "0"
+    assert pick.loc[("naive", "livepatch", "kprobe-post"), "violations"] == "AtMostOneIPModify"
+    for pol in ("pre-6.0", "rostedt", "song", "merged"):
+        assert pick.loc[(pol, "livepatch", "kprobe-post"), "result"] == "-EBUSY"
+    grid = tables.grid(df[df.policy == "merged"])
+    assert grid.shape == (n, n) and list(grid.index) == list(consumers.NAMES)
+
+
+def test_policies_print_side_by_side():
+    t = policy.df_policies()
+    assert list(t.columns) == ["meaning", *policy.NAMES]
+    assert t.loc["arbitration", "merged"] == "ops_func" and t.loc["direct_carries_ipmodify", "pre-6.0"]
+    assert t["meaning"].str.len().min() > 10
+    old, new = policy.get("merged", kernel="6.1"), policy.get("merged")
+    assert not old.modify_path_checked and new.modify_path_checked
+    assert policy.get("merged", kernel="6.12").retry_leaves_stale_direct
+    assert not policy.get("merged", kernel="6.6.9").retry_leaves_stale_direct
+
+
+def test_catalog_names_and_table():
+    assert len(consumers.NAMES) == 16
+    df = consumers.df_catalog()
+    assert set(df.consumer) == set(consumers.NAMES)
+    row = df.set_index("consumer").loc["bpf-override-return"]
+    assert row["ops"] == "kprobe_ftrace_ops" and "IPMODIFY" not in row["flags"]
