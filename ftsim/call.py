@@ -32,8 +32,7 @@ class CallOutcome:
 
 def _owner_handles(k: Kernel, func: str) -> dict[str, str]:
     """ops name -> handle for consumers with an ops of their own on this function."""
-    return {h.ops.name: h.name for h in k.handles.values()
-            if h.ops is not None and not h.detached and h.func == func}
+    return {h.ops.name: h.name for h in k.live_on(func).values() if h.ops is not None}
 
 
 def simulate(k: Kernel, func: str) -> CallOutcome:

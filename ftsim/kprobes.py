@@ -53,8 +53,7 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
         # fail_function.c fei_write() answers -ERANGE; perf_event_attach_bpf_prog() -EINVAL
         return int(Errno.ERANGE if consumer.name == "fail-function" else Errno.EINVAL)
     if consumer.name == "fail-function" and any(
-            h.consumer == "fail-function" and h.func == func and not h.detached and h.told == 0
-            for h in k.handles.values()):
+            h.consumer == "fail-function" for h in k.live_on(func).values()):
         return int(Errno.EBUSY)                  # fei_write(): fei_attr_lookup() finds the function
     if func in k.probes:
         k.probes[func][1].insert(0, handle)      # add_new_kprobe(): list_add_rcu, no re-arming

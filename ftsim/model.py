@@ -82,6 +82,8 @@ class Model:
         h.told = ret
         if ret:
             h.detached = True                      # nothing to detach later
+        else:
+            self.kernel.live.setdefault(function, {})[handle] = h
         return self._step("attach", consumer, function, handle, ret, ctx)
 
     def detach(self, handle: str) -> Step:
@@ -107,6 +109,7 @@ class Model:
         else:
             ret = ftrace.unregister_ftrace_function(k, h.ops, ctx)
         h.detached = True
+        self.kernel.live[h.func].pop(handle, None)
         return self._step("detach", h.consumer, h.func, handle, ret, ctx)
 
     def call(self, function: str) -> Step:

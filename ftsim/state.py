@@ -102,6 +102,7 @@ class Kernel:
         self.policy = policy
         self.records: dict[str, Record] = {}
         self.handles: dict[str, Handle] = {}
+        self.live: dict[str, dict[str, Handle]] = {}   # func -> handles told 0 and not detached
         self.kprobe_ops: dict[str, Ops] = {}
         self.kprobe_cnt: dict[str, int] = {}
         self.probes: dict[str, tuple[str, list[str]]] = {}   # func -> (ops name, members newest first)
@@ -115,6 +116,9 @@ class Kernel:
         if rec is None:
             rec = self.records[func] = Record(func)
         return rec
+
+    def live_on(self, func: str) -> dict[str, Handle]:
+        return self.live.get(func, {})
 
     def next_seq(self) -> int:
         self._seq += 1
