@@ -1,0 +1,108 @@
+"""The dashboards: what they compute, that a knob's move recomputes, and the static fallback."""
+import importlib.util
+
+import matplotlib
+import pytest
+
+from ftsim import policy, widgets
+
+matplotlib.use("Agg")
+
+
+def test_scenario_text_handles_and_impossible_detach():
+    text = widgets.scenario_text([("attach", "livepatch"), ("attach", "livepatch"), ("detach", "livepatch"),
+                                  ("detach", "bpf-fexit"), ("call", "")], "cmdline_proc_show")
+    assert text.splitlines() == [
+        "attach livepatch cmdline_proc_show",
+        "attach livepatch cmdline_proc_show as livepatch-2",
+        "detach livepatch-2",
+        "# detach bpf-fexit: nothing of it is attached",
+        "call cmdline_proc_show",
+    ]
+
+
+def test_df_scenario_by_policy_cells():
+    df = widgets.df_scenario_by_policy(
+        "attach livepatch cmdline_proc_show as lp\nattach bpf-fexit cmdline_proc_show as fx\ncall cmdline_proc_show\n",
+        [policy.get("pre-6.0"), policy.get("merged"), policy.get("naive")])
+    assert list(df.columns) == ["pre-6.0", "merged", "naive"]
+    assert df.iloc[1]["pre-6.0"].startswith("-EBUSY 1:I")
+    assert df.iloc[1]["merged"] == "0 2:RIDM cb=2 retry=1 regen=2"
+    assert df.iloc[2]["merged"] == "body=new <- lp"
+    assert df.iloc[2]["naive"] == "body=orig <- orig !NoSilentBypass"
+
+
+def test_scenario_builder_recomputes_on_a_dropdown_move():
+    b = widgets.ScenarioBuilder()
+    assert b.updates == 1 and len(b.df) == len(widgets.DEFAULT_STEPS)
+    assert "NoSilentBypass" in b.summary()                   # naive bypasses the livepatch
+    b.who[2].value = "bpf-fentry"                             # fexit -> a second fentry: nobody bypasses
+    assert b.updates == 2
+    assert "attach bpf-fentry cmdline_proc_show as bpf-fentry-2" in b.text
+    assert "invariants broken: none" in b.summary()
+    b.ops[3].value = "-"
+    assert len(b.df) == 4
+
+
+def test_builder_kernel_knob_shows_the_modify_path_bypass():
+    steps = [("attach", "livepatch"), ("attach", "bpf-fentry"), ("attach", "bpf-fexit"), ("call", "")]
+    old = widgets.ScenarioBuilder(steps=steps, kernel="6.1")
+    assert "!NoSilentBypass" in old.df["merged[6.1]"].iloc[3]
+    old.kernel.value = "6.18"
+    assert "merged" in old.df.columns and "!" not in old.df["merged"].iloc[3]
+
+
+def test_differences_pre60_to_merged_are_the_ipmodify_bpf_pairs():
+    d = widgets.df_differences("pre-6.0", "merged")
+    assert set(d["pre-6.0"]) == {"-EBUSY"} and set(d["merged"]) == {"0"}
+    ipmod, bpf = {"livepatch", "kprobe-post", "fail-function"}, {"bpf-fentry", "bpf-fexit", "bpf-fmod-ret",
+                                                                 "bpf-fmod-ret-pass"}
+    pairs = set(zip(d["incumbent"], d["contender"]))
+    assert pairs == {(a, b) for a in ipmod for b in bpf} | {(b, a) for a in ipmod for b in bpf}
+
+
+def test_decision_grids_figure():
+    fig = widgets.plot_decision_grids(("pre-6.0", "merged"), "result", only=widgets.KEY_CONSUMERS)
+    left, right = fig.axes[:2]
+    assert left.get_title() == "pre-6.0: result" and right.get_title() == "merged: result"
+    assert [t.get_text() for t in left.get_yticklabels()] == list(widgets.KEY_CONSUMERS)
+    n = len(widgets.KEY_CONSUMERS)
+    assert left.images[0].get_array().shape == (n, n)
+    outlined = [p for p in right.patches if p.get_edgecolor()[:3] == (0.0, 0.0, 0.0)]
+    assert len(outlined) == 18                                # the pairs 6.0 fixed, among KEY_CONSUMERS
+    assert left.get_xlabel().startswith("contender")
+    matplotlib.pyplot.close(fig)
+
+
+def test_invariant_breaks_shortest_sequences():
+    df = widgets.df_invariant_breaks([policy.get("merged", kernel="6.1"), policy.get("naive")], depth=3)
+    assert df.loc["NoSilentBypass", "merged[6.1]"] == "attach livepatch; attach bpf-fentry; attach bpf-fexit"
+    assert df.loc["NoSilentBypass", "naive"] == "attach livepatch; attach bpf-fexit"
+    assert df.loc["AtMostOneIPModify", "merged[6.1]"] == "kept (<= 3 steps)"
+    assert df.loc["RefCountNonNegative", "naive"].startswith("kept")
+
+
+def test_design_comparison_knobs_and_static_fallback():
+    c = widgets.DesignComparison()
+    assert len(c.df) == 18 and "18 ordered pairs differ" in c.summary()
+    bundle = c._repr_mimebundle_()
+    assert {"application/vnd.jupyter.widget-view+json", "image/png", "text/html", "text/plain"} <= set(bundle)
+    assert bundle["text/plain"].startswith(c.title)
+    before = c.image.value
+    c.b.value = "naive"
+    assert c.updates == 2 and c.image.value != before
+    assert c.fig.axes[1].get_title() == "naive: result"
+    c.all_consumers.value = True
+    assert c.fig.axes[0].images[0].get_array().shape == (16, 16)
+
+
+def test_call_path_diagram():
+    fig = widgets.plot_call_path()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "IPMODIFY" in texts and "DIRECT" in texts and "ORIG_STACK" in texts
+    assert list(widgets.df_call_path()["box"]) == [k for k, *_ in widgets.CALL_PATH]
+    matplotlib.pyplot.close(fig)
+
+
+needs_metrics = pytest.mark.skipif(importlib.util.find_spec("ftsim.metrics") is None,
+                                   reason="ftsim.metrics (issue 3) is not there yet")
