@@ -38,7 +38,10 @@ test-fast: $(STAMP)
 
 test-browser: $(STAMP)
 	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev,browser]'
-	FTSIM_BROWSER=1 $(PY) -m pytest tests/browser
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq; apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }; } || \
+	  echo "no /usr/bin/chromium (apt-get install chromium): the browser test will be skipped"
+	FTSIM_BROWSER=1 $(PY) -m pytest -s tests/browser
 
 bench: $(STAMP)
 	$(PY) -m ftsim.bench

@@ -55,6 +55,7 @@ class Dashboard:
     def __init__(self):
         self.df: pd.DataFrame | None = None
         self.fig = None
+        self.png = b""
         self.last_update_seconds = 0.0
         self.updates = 0
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
@@ -72,12 +73,11 @@ class Dashboard:
         import matplotlib.pyplot as plt
 
         t0 = time.perf_counter()
-        old = self.fig
         self.df, self.fig = self.compute()
-        if old is not None and old is not self.fig:
-            plt.close(old)
         if self.fig is not None:
-            self.image.value = png_bytes(self.fig, self.dpi)
+            plt.close(self.fig)       # out of pyplot's registry: the inline backend must not show it again
+            self.png = png_bytes(self.fig, self.dpi)
+            self.image.value = self.png
             self.image.layout.display = None
         else:
             self.image.layout.display = "none"
@@ -108,8 +108,7 @@ class Dashboard:
         bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
         html = f"<b>{self.title}</b><br>{self.summary()}<br>"
         if self.fig is not None:
-            png = png_bytes(self.fig, self.dpi)
-            bundle["image/png"] = base64.b64encode(png).decode()
+            bundle["image/png"] = base64.b64encode(self.png).decode()
             html += f'<img src="data:image/png;base64,{bundle["image/png"]}"/><br>'
         bundle["text/html"] = html + self.table_html()
         bundle["text/plain"] = f"{self.title}\n{self.summary()}\n" + (

@@ -106,3 +106,17 @@ def test_call_path_diagram():
 
 needs_metrics = pytest.mark.skipif(importlib.util.find_spec("ftsim.metrics") is None,
                                    reason="ftsim.metrics (issue 3) is not there yet")
+
+
+def test_show_without_a_front_end_prints_the_default_table(capsys):
+    widgets.DesignComparison().show()                        # no IPython here: plain text
+    out = capsys.readouterr().out
+    assert out.startswith(widgets.DesignComparison.title) and "livepatch" in out and "-EBUSY" in out
+
+
+def test_dashboard_figures_leave_pyplot_alone():
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    c = widgets.DesignComparison()
+    c.kernel.value = "6.1"
+    assert plt.get_fignums() == [] and c.fig is not None and c.png.startswith(b"\x89PNG")
