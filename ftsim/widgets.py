@@ -246,26 +246,35 @@ class ScenarioBuilder(Dashboard):
 
 # -- Notebook 4: the designs side by side -------------------------------------------------------------
 
-@lru_cache(maxsize=32)
-def _decisions(label_key: tuple) -> pd.DataFrame:
-    name, kernel = label_key
-    return df_decisions(policies.get(name, kernel=kernel) if name == "merged" else policies.get(name))
+@lru_cache(maxsize=64)
+def _decisions(pol: policies.Policy) -> pd.DataFrame:
+    return df_decisions(pol)
 
 
-def decisions(name: str, kernel: str = policies.NEWEST_KERNEL) -> pd.DataFrame:
-    """``ftsim.tables.df_decisions`` for one policy by name (cached)."""
-    return _decisions((name, kernel if name == "merged" else None)).copy()
+def as_policy(design, kernel: str = policies.NEWEST_KERNEL) -> policies.Policy:
+    """A Policy from a design name (merged at ``kernel``) or a Policy itself."""
+    if isinstance(design, policies.Policy):
+        return design
+    return policies.get(design, kernel=kernel) if design == "merged" else policies.get(design)
 
 
-def df_differences(a: str, b: str, value: str = "result", kernel: str = policies.NEWEST_KERNEL) -> pd.DataFrame:
-    """The ordered pairs (incumbent, contender) on which two designs differ in ``value`` or in the
-    invariants they break.
+def decisions(design, kernel: str = policies.NEWEST_KERNEL) -> pd.DataFrame:
+    """``ftsim.tables.df_decisions`` for one design (a name or a Policy; cached)."""
+    return _decisions(as_policy(design, kernel)).copy()
 
-    :returns: a DataFrame with ``incumbent``, ``contender``, then ``<a>`` and ``<b>`` (the value with
-      a trailing ``!`` when an invariant breaks) and ``broken`` (invariants broken under either).
+
+def df_differences(a, b, value: str = "result", kernel: str = policies.NEWEST_KERNEL) -> pd.DataFrame:
+    """The ordered pairs (incumbent, contender) on which two designs (names or Policies) differ in
+    ``value`` or in the invariants they break.
+
+    :returns: a DataFrame with ``incumbent``, ``contender``, then one column per design labelled by the
+      policy (the value with a trailing ``!`` when an invariant breaks) and ``broken`` (invariants broken
+      under either).
     """
     da, db = decisions(a, kernel), decisions(b, kernel)
     la, lb = da["policy"].iat[0], db["policy"].iat[0]
+    if la == lb:
+        la, lb = f"{la} (A)", f"{lb} (B)"
     cell_a = da[value].astype(str) + da["violations"].map(lambda v: "!" if v else "")
     cell_b = db[value].astype(str) + db["violations"].map(lambda v: "!" if v else "")
     out = pd.DataFrame({"incumbent": da["incumbent"], "contender": da["contender"], la: cell_a, lb: cell_b})
@@ -381,6 +390,54 @@ def _replay(pol, seq, function):
 
 def _describe(seq) -> str:
     return "; ".join(f"{op} {arg}" for op, arg in seq)
+
+
+IPMODIFY_CONSUMERS = ("livepatch", "kprobe-post", "fail-function")
+BPF_CONSUMERS = ("bpf-fentry", "bpf-fexit", "bpf-fmod-ret", "bpf-fmod-ret-pass")
+
+
+def df_pair_costs(designs=None, kernel: str = policies.NEWEST_KERNEL) -> pd.DataFrame:
+    """What each design pays on the conflicting pairs: an IPMODIFY consumer and a BPF trampoline, in
+    both orders (24 ordered pairs).
+
+    ``designs``: names or Policies (labelled by the policy's label), or a dict {label: design}.
+
+    :returns: a DataFrame indexed by policy label with ``pairs``, ``accepted`` (contender told 0),
+      ``callbacks``, ``retries`` and ``regenerations`` (sums over the pairs, contender's attach only)
+      and ``broken`` (pairs with an invariant broken).
+    """
+    rows = {}
+    designs = designs or policies.NAMES
+    items = designs.items() if isinstance(designs, dict) else [(None, x) for x in designs]
+    for label, design in items:
+        d = decisions(design, kernel)
+        conflict = ((d["incumbent"].isin(IPMODIFY_CONSUMERS) & d["contender"].isin(BPF_CONSUMERS))
+                    | (d["incumbent"].isin(BPF_CONSUMERS) & d["contender"].isin(IPMODIFY_CONSUMERS)))
+        c = d[conflict]
+        rows[label or c["policy"].iat[0]] = {"pairs": len(c), "accepted": int((c["ret"] == 0).sum()),
+                                    "callbacks": int(c["callbacks"].sum()), "retries": int(c["retries"].sum()),
+                                    "regenerations": int(c["regenerations"].sum()),
+                                    "broken": int((c["violations"] != "").sum())}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "policy"
+    return df
+
+
+def plot_pair_costs(designs=None, kernel: str = policies.NEWEST_KERNEL):
+    """Grouped bars of ``df_pair_costs()``: callbacks, retries, regenerations per design."""
+    import matplotlib.pyplot as plt
+
+    df = df_pair_costs(designs, kernel)
+    cols = ["callbacks", "retries", "regenerations"]
+    fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+    width = 0.8 / len(cols)
+    for i, col in enumerate(cols):
+        ax.bar([x + i * width for x in range(len(df))], df[col], width=width, label=col)
+    ax.set_xticks([x + width for x in range(len(df))], df.index)
+    ax.set_ylabel(f"count over the {int(df['pairs'].iat[0])} conflicting pairs")
+    ax.set_title("What one conflict costs: IPMODIFY consumer and BPF trampoline, both orders")
+    ax.legend()
+    return fig
 
 
 class DesignComparison(Dashboard):

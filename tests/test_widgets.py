@@ -120,3 +120,18 @@ def test_dashboard_figures_leave_pyplot_alone():
     c = widgets.DesignComparison()
     c.kernel.value = "6.1"
     assert plt.get_fignums() == [] and c.fig is not None and c.png.startswith(b"\x89PNG")
+
+
+def test_pair_costs_and_labelled_variants():
+    df = widgets.df_pair_costs()
+    assert list(df.index) == list(policy.NAMES) and (df["pairs"] == 24).all()
+    assert df.loc["pre-6.0", "accepted"] == 0 and df.loc["merged", "accepted"] == 24
+    assert df.loc["rostedt", "retries"] == 0 and df.loc["song", "retries"] > 0
+    assert df.loc["merged", "callbacks"] > max(df.loc["rostedt", "callbacks"], df.loc["song", "callbacks"])
+    v = widgets.df_pair_costs({"no prepare": policy.get("song", ipmodify_second="refuse"), "song": "song"})
+    assert list(v.index) == ["no prepare", "song"] and v.loc["no prepare", "accepted"] < 24
+    fig = widgets.plot_pair_costs()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(policy.NAMES)
+    assert [b.get_height() for b in ax.containers[0]] == list(df["callbacks"])
+    matplotlib.pyplot.close(fig)
