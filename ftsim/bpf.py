@@ -75,6 +75,7 @@ def update(k: Kernel, tr: Trampoline, ctx: Counters) -> int:
             err = ftrace.register_ftrace_direct(k, tr.ops, tr.func, ctx)
         if err == EAGAIN and p.arbitration in ("ops_func", "flavors"):
             ctx.retries += 1
+            ctx.note("bpf_trampoline_update(): -EAGAIN, rebuild with BPF_TRAMP_F_SHARE_IPMODIFY and retry")
             if p.arbitration == "flavors":
                 tr.flags |= F.SHARE_IPMODIFY     # Song: the owner rebuilds itself as flavor #3
             continue

@@ -73,6 +73,9 @@ def main(argv=None) -> int:
     except FtsimError as e:
         print(f"ftsim: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `ftsim ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

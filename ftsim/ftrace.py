@@ -9,6 +9,12 @@ from .flags import Errno, OpsCmd, OpsFlag
 from .state import Counters, Kernel, Ops, Record
 
 OK, EBUSY, EAGAIN = 0, int(Errno.EBUSY), int(Errno.EAGAIN)
+GATE = "__ftrace_hash_update_ipmodify()"
+
+
+def _refuse(ctx: Counters, why: str) -> int:
+    ctx.note(f"{GATE}: -EBUSY, {why}")
+    return EBUSY
 
 
 def _real_ipmodify(rec: Record) -> bool:
@@ -16,10 +22,12 @@ def _real_ipmodify(rec: Record) -> bool:
     return any(OpsFlag.IPMODIFY in o.flags and OpsFlag.DIRECT not in o.flags for o in rec.ops)
 
 
-def _ops_func(k: Kernel, ops: Ops, cmd: OpsCmd, ctx: Counters) -> int:
+def _ops_func(k: Kernel, ops: Ops, cmd: OpsCmd, ctx: Counters, caller: str) -> int:
     from . import bpf  # the only owner with an ops_func in the catalog
     ctx.callbacks += 1
-    return bpf.ops_func(k, ops.owner, cmd, ctx)
+    ret = bpf.ops_func(k, ops.owner, cmd, ctx)
+    ctx.note(f"{caller}: ops_func({cmd.value}) -> {Errno.name_of(ret)}")
+    return ret
 
 
 def hash_update_ipmodify(k: Kernel, ops: Ops, rec: Record, ctx: Counters) -> int:
@@ -31,40 +39,41 @@ def hash_update_ipmodify(k: Kernel, ops: Ops, rec: Record, ctx: Counters) -> int
     if not (is_ipm or is_direct):           # passive ops never conflict
         return OK
     if arb == "refuse":                     # pre-6.0: direct ops carry IPMODIFY themselves
-        return EBUSY if is_ipm and rec.ipmodify else OK
+        return _refuse(ctx, "the function already has an IPMODIFY ops") if is_ipm and rec.ipmodify else OK
     if arb == "ops_func":                   # 6.0+ __ftrace_hash_update_ipmodify()
         if not rec.ipmodify:
             return OK                       # an IPMODIFY joining a DIRECT is asked in register_ftrace_function()
         if is_ipm:
-            return EBUSY                    # two IPMODIFY ops never share a function
+            return _refuse(ctx, "the function already has an IPMODIFY ops")
         if not ops.has_ops_func:
-            return EBUSY
-        return _ops_func(k, ops, OpsCmd.ENABLE_SHARE_IPMODIFY_SELF, ctx)
+            return _refuse(ctx, "a direct ops without ops_func cannot share with IPMODIFY")
+        return _ops_func(k, ops, OpsCmd.ENABLE_SHARE_IPMODIFY_SELF, ctx, GATE)
     if arb == "ftrace_asks_owner":          # Rostedt: DIRECT is treated as IPMODIFY, the owner is asked
         if is_ipm and _real_ipmodify(rec):
-            return EBUSY
+            return _refuse(ctx, "the function already has an IPMODIFY ops")
         holder = rec.direct if is_ipm else (ops if _real_ipmodify(rec) else None)
         if holder is None:
             return OK
         if not holder.has_ops_func:
-            return EBUSY
-        ret = _ops_func(k, holder, OpsCmd.SHARE_WITH_IPMODIFY, ctx)
+            return _refuse(ctx, "a direct ops without ops_func cannot share with IPMODIFY")
+        ret = _ops_func(k, holder, OpsCmd.SHARE_WITH_IPMODIFY, ctx, GATE)
         if ret == OK:
             rec.shared_ipmodify = True
         return ret
     if arb == "flavors":                    # Song: the owner declares flavor #1/#2/#3
         from . import bpf
         if is_ipm and rec.ipmodify:
-            return EBUSY
+            return _refuse(ctx, "the function already has an IPMODIFY ops")
         if is_direct and rec.ipmodify:
             flavor = bpf.flavor(k, ops)
+            ctx.note(f"{GATE}: a flavor #{flavor} direct ops joins an IPMODIFY function")
             return {1: EBUSY, 2: EAGAIN, 3: OK}[flavor]
         if is_ipm and rec.direct is not None:
             flavor = bpf.flavor(k, rec.direct)
             if flavor == 1 or (flavor == 2 and p.ipmodify_second == "refuse"):
-                return EBUSY
+                return _refuse(ctx, f"the function has a flavor #{flavor} direct ops")
             if flavor == 2:
-                return _ops_func(k, rec.direct, OpsCmd.ENABLE_SHARE_IPMODIFY_PEER, ctx)
+                return _ops_func(k, rec.direct, OpsCmd.ENABLE_SHARE_IPMODIFY_PEER, ctx, GATE)
         return OK
     raise AssertionError(arb)
 
@@ -97,8 +106,9 @@ def _peer_prepare(k: Kernel, ops: Ops, ctx: Counters) -> int:
         if direct is None:
             continue
         if not direct.has_ops_func:
+            ctx.note("prepare_direct_functions_for_ipmodify(): -EBUSY, the direct ops has no ops_func")
             return EBUSY
-        ret = _ops_func(k, direct, OpsCmd.ENABLE_SHARE_IPMODIFY_PEER, ctx)
+        ret = _ops_func(k, direct, OpsCmd.ENABLE_SHARE_IPMODIFY_PEER, ctx, "prepare_direct_functions_for_ipmodify()")
         if ret:
             return ret
     return OK
@@ -117,7 +127,7 @@ def _peer_cleanup(k: Kernel, ops: Ops, funcs, ctx: Counters):
     for func in sorted(funcs):
         direct = k.record(func).direct
         if direct is not None and direct.has_ops_func and not k.record(func).ipmodify:
-            _ops_func(k, direct, cmd, ctx)
+            _ops_func(k, direct, cmd, ctx, "cleanup_direct_functions_after_ipmodify()")
 
 
 def register_ftrace_function(k: Kernel, ops: Ops, ctx: Counters) -> int:
@@ -158,6 +168,7 @@ def ftrace_set_filter_ip(k: Kernel, ops: Ops, func: str, remove: bool, ctx: Coun
             _detach(ops, k.record(func))
         return OK
     if ops.enabled and func not in ops.funcs:
+        ctx.note(f"ftrace_set_filter_ip(): {ops.name} is registered already; the new ip only passes {GATE}")
         rec = k.record(func)
         ret = hash_update_ipmodify(k, ops, rec, ctx)
         if ret:
@@ -171,7 +182,9 @@ def register_ftrace_direct(k: Kernel, ops: Ops, func: str, ctx: Counters) -> int
     """register_ftrace_direct[_multi](): one direct trampoline per function, then the gate."""
     rec = k.record(func)
     if k.policy.arbitration != "none" and (rec.direct is not None or rec.stale_direct):
-        return EBUSY                          # ftrace_find_rec_direct() finds an entry
+        what = "a stale entry (d05cb470663a)" if rec.direct is None else "another direct trampoline"
+        ctx.note(f"register_ftrace_direct(): -EBUSY, direct_functions holds {what} for the function")
+        return EBUSY
     ops.funcs = {func}
     ret = hash_update_ipmodify(k, ops, rec, ctx)
     if ret:
@@ -193,6 +206,8 @@ def modify_ftrace_direct(k: Kernel, ops: Ops, func: str, ctx: Counters) -> int:
     if rec.direct is not ops:
         return OK                             # naive: displaced, the swap lands nowhere
     if not k.policy.modify_path_checked:
+        if rec.ipmodify:
+            ctx.note("modify_ftrace_direct(): no IPMODIFY check and no ops_func on this path (before 3e9a18e1c3e9)")
         return OK
     _detach(ops, rec)                         # ask as if the new image were joining
     try:

@@ -54,9 +54,11 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
         return int(Errno.ERANGE if consumer.name == "fail-function" else Errno.EINVAL)
     if consumer.name == "fail-function" and any(
             h.consumer == "fail-function" for h in k.live_on(func).values()):
-        return int(Errno.EBUSY)                  # fei_write(): fei_attr_lookup() finds the function
+        ctx.note("fei_write(): -EBUSY, the function is injected already")
+        return int(Errno.EBUSY)
     if func in k.probes:
         k.probes[func][1].insert(0, handle)      # add_new_kprobe(): list_add_rcu, no re-arming
+        ctx.note(f"register_aggr_kprobe(): joined the probe at this address, still on {k.probes[func][0]}")
         return 0
     name = IPMODIFY_OPS if consumer.post_handler else FTRACE_OPS   # arm_kprobe_ftrace()
     ret = _arm(k, name, func, ctx)

@@ -11,6 +11,7 @@ def attach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
     """The first patch of a function registers klp_ops; later ones only push onto func_stack."""
     if func in k.klp:
         k.klp[func][1].insert(0, handle)
+        ctx.note("klp_patch_func(): stacked on klp_ops->func_stack, no new ftrace ops")
         return 0
     ops = Ops(f"klp_ops:{func}", ops_flags(CATALOG["livepatch"]), funcs={func})
     ret = ftrace.register_ftrace_function(k, ops, ctx)

@@ -18,6 +18,15 @@ from .policy import Policy
 from .state import Counters, Handle, Kernel, Ops
 
 
+_ENTRY = {  # the kernel entry points each mechanism attaches and detaches through
+    KLP: ("klp_patch_func()", "klp_unpatch_func()"),
+    KPROBE: ("register_kprobe()", "unregister_kprobe()"),
+    BPF: ("bpf_trampoline_link_prog()", "bpf_trampoline_unlink_prog()"),
+    DIRECT: ("register_ftrace_direct()", "unregister_ftrace_direct()"),
+    LIST: ("register_ftrace_function()", "unregister_ftrace_function()"),
+}
+
+
 @dataclass
 class Step:
     """One step's outcome; `as_json()` gives the keys of `ftsim scenario --json`."""
@@ -38,6 +47,7 @@ class Step:
 
     def as_json(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("call", "notes")}
+        d["reason"] = "; ".join(self.notes)
         if self.call is not None:
             c = self.call
             d.update(body_ran=c.body_ran, result_from=c.result_from, fired=list(c.fired),
@@ -157,6 +167,9 @@ class Model:
 
     def _step(self, op, consumer, function, handle, ret, ctx: Counters, outcome=None) -> Step:
         self.steps += 1
+        if not ctx.notes and op != "call":
+            mech = consumers.get(consumer).mechanism
+            ctx.note(f"{_ENTRY[mech][op == 'detach']}: no conflict" if ret == 0 else Errno.name_of(ret))
         attached = self.attached(handle) if handle else None
         violations = invariants.check(self, function, outcome)
         return Step(self.steps, op, consumer, function, handle, ret, attached, ctx.callbacks, ctx.retries,

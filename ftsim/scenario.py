@@ -277,6 +277,8 @@ def format_rows(rows: list[dict], scenario: Scenario) -> str:
                      f" cb={d['callbacks']} retry={d['retries']} regen={d['regenerations']}")
         if d["violations"]:
             line += f"  !{','.join(d['violations'])}"
+        if d["op"] != "call" and d["ret"]:
+            line += f"  ({d['reason']})"
         if d["failures"]:
             line += "  FAIL: expected " + "; ".join(d["failures"])
         out.append(line)
