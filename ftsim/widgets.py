@@ -472,10 +472,130 @@ class DesignComparison(Dashboard):
 
 # -- Notebook 5: the workload dashboard ------------------------------------------------------------
 
+#: the consumer-mix sliders of the dashboard (weights; a preset may leave some at 0)
+MIX_CONSUMERS = ("livepatch", "kprobe-post", "kprobe", "fail-function", "function-tracer", "bpf-fentry",
+                 "bpf-fexit", "bpf-fmod-ret", "direct")
+FALLBACK_METRICS = ("livepatch_refused", "other_refused", "retries_per_1k", "regenerations_per_1k",
+                    "bypass_call_share", "discard_call_share")
+FALLBACK_PRESETS = {
+    "uniform": dict(functions=8, mix={c: 1.0 for c in MIX_CONSUMERS},
+                    description="every consumer equally likely (fallback preset)"),
+}
 
-def _metrics():
-    from . import metrics, workload
+
+def _metrics_api():
+    """``(ftsim.metrics, ftsim.workload)`` when the workload engine (issue 3) is installed, else None."""
+    try:
+        from . import metrics, workload
+    except ImportError:
+        return None
     return metrics, workload
+
+
+class ReferenceOutcomes:
+    """A small stand-in for ``ftsim.metrics.Outcomes`` used only when that module is absent: random
+    attach/detach/call events replayed through the reference ``Model``, the same events under every
+    design (common random numbers), means with 95% normal confidence intervals over workloads."""
+
+    def __init__(self, preset="uniform", policies="all", workloads=30, events=80, seed=0, mix=None,
+                 functions=None):
+        import numpy as np
+
+        p = FALLBACK_PRESETS[preset]
+        self.mix = dict(p["mix"] if mix is None else mix)
+        self.functions = int(functions or p["functions"])
+        self.policies = [as_policy(x) for x in (NAMES_ALL if policies == "all" else policies)]
+        rng = np.random.default_rng(seed)
+        self.workloads = [self._events(rng, events) for _ in range(workloads)]
+        rows = []
+        for pol in self.policies:
+            for w, evs in enumerate(self.workloads):
+                rows.append({"policy": pol.label, "workload": w, **self._run(pol, evs)})
+        self._df = pd.DataFrame(rows)
+
+    def _events(self, rng, n):
+        names = [c for c, wgt in self.mix.items() if wgt > 0] or ["kprobe"]
+        weights = [self.mix.get(c, 0) or 1.0 for c in names]
+        pop = [1 / (i + 1) for i in range(self.functions)]
+        live, out, k = [], [], 0
+        for _ in range(n):
+            r = rng.random()
+            func = f"f{rng.choice(self.functions, p=[x / sum(pop) for x in pop])}"
+            if live and r < 0.3:
+                out.append(("detach", live.pop(int(rng.integers(len(live)))), None))
+            elif r < 0.55:
+                out.append(("call", None, func))
+            else:
+                k += 1
+                c = names[rng.choice(len(names), p=[x / sum(weights) for x in weights])]
+                out.append(("attach", (c, f"h{k}"), func))
+                live.append(f"h{k}")
+        return out
+
+    @staticmethod
+    def _run(pol, evs) -> dict:
+        m = Model(pol)
+        lp = lp_bad = other = other_bad = retries = regens = calls = bypass = discard = 0
+        for op, arg, func in evs:
+            if op == "attach":
+                st = m.attach(arg[0], func, arg[1])
+                if arg[0] == "livepatch":
+                    lp, lp_bad = lp + 1, lp_bad + (st.ret != 0)
+                else:
+                    other, other_bad = other + 1, other_bad + (st.ret != 0)
+            elif op == "detach":
+                h = m.kernel.handles[arg]
+                if h.detached:
+                    continue
+                st = m.detach(arg)
+            else:
+                st = m.call(func)
+                calls += 1
+                bypass += "NoSilentBypass" in st.violations
+                discard += "NoSilentDiscard" in st.violations
+            retries, regens = retries + st.retries, regens + st.regenerations
+        n = len(evs) or 1
+        return {"livepatch_refused": lp_bad / lp if lp else 0.0, "other_refused": other_bad / other if other else 0.0,
+                "retries_per_1k": 1000 * retries / n, "regenerations_per_1k": 1000 * regens / n,
+                "bypass_call_share": bypass / calls if calls else 0.0,
+                "discard_call_share": discard / calls if calls else 0.0}
+
+    def df_workloads(self) -> pd.DataFrame:
+        """One row per (policy, workload), one column per metric."""
+        return self._df.copy()
+
+    def df_summary(self) -> pd.DataFrame:
+        """Policy x metric: ``mean``, ``ci_low``, ``ci_high`` (95%, normal approximation)."""
+        g = self._df.groupby("policy", sort=False)[list(FALLBACK_METRICS)]
+        mean, sem = g.mean(), g.sem().fillna(0.0)
+        parts = {m: pd.DataFrame({"mean": mean[m], "ci_low": (mean[m] - 1.96 * sem[m]).clip(lower=0),
+                                  "ci_high": mean[m] + 1.96 * sem[m]}) for m in FALLBACK_METRICS}
+        return pd.concat(parts, axis=1).round(4)
+
+    def plot_comparison(self, metric: str = "livepatch_refused"):
+        import matplotlib.pyplot as plt
+
+        s = self.df_summary()[metric]
+        fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
+        ax.bar(s.index, s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]], capsize=4,
+               color="#7aa6d6")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} per design (mean, 95% CI over {len(self.workloads)} workloads)")
+        return fig
+
+
+NAMES_ALL = policies.NAMES
+
+
+def outcomes(**knobs):
+    """``ftsim.metrics.Outcomes(**knobs)``, or ``ReferenceOutcomes`` (smaller defaults) without it."""
+    api = _metrics_api()
+    return api[0].Outcomes(**knobs) if api else ReferenceOutcomes(**knobs)
+
+
+def engine() -> str:
+    """Which engine computes the workload outcomes: ``ftsim.metrics`` or the fallback."""
+    return "ftsim.metrics" if _metrics_api() else "fallback (widgets.ReferenceOutcomes)"
 
 
 class WorkloadDashboard(Dashboard):
@@ -484,66 +604,79 @@ class WorkloadDashboard(Dashboard):
 
     title = "Randomized workloads: outcomes per design (mean and 95% confidence interval)"
 
-    def __init__(self, preset: str = "uniform", metric: str | None = None, policy_names=policies.NAMES,
-                 workloads: int = 100, events: int = 200, seed: int = 0, functions_: int | None = None,
-                 mix: dict | None = None):
+    def __init__(self, preset: str = "uniform", metric: str | None = None, designs=policies.NAMES,
+                 workloads: int | None = None, events: int | None = None, seed: int = 0,
+                 functions_: int | None = None, mix: dict | None = None):
         super().__init__()
-        metrics, workload = _metrics()
-        self._m = metrics
-        self.preset = W.Dropdown(options=list(workload.PRESETS), value=preset, description="preset")
-        self.metric = W.Dropdown(options=list(metrics.METRICS), value=metric or list(metrics.METRICS)[0],
-                                 description="metric")
-        self.designs = W.SelectMultiple(options=policies.NAMES, value=tuple(policy_names), rows=5,
-                                        description="designs")
+        api = _metrics_api()
+        if api is None:
+            self._outcomes, presets, metric_names = ReferenceOutcomes, FALLBACK_PRESETS, FALLBACK_METRICS
+            workloads, events = workloads or 30, events or 80
+        else:
+            self._outcomes, presets, metric_names = api[0].Outcomes, api[1].PRESETS, tuple(api[0].METRICS)
+            workloads, events = workloads or 1000, events or 200
+        self.fallback = api is None
+        self._presets = presets
+        self.preset = W.Dropdown(options=list(presets), value=preset, description="preset")
+        self.metric = W.Dropdown(options=list(metric_names), value=metric or metric_names[0], description="metric")
+        self.designs = W.SelectMultiple(options=policies.NAMES, value=tuple(designs), rows=5, description="designs")
         self.seed = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
-        self.workloads = W.IntSlider(value=workloads, min=20, max=1000, step=20, description="workloads",
-                                     continuous_update=False)
-        default_functions = functions_ or self._preset_functions(preset)
-        self.functions = W.IntSlider(value=default_functions, min=1, max=64, description="functions",
-                                     continuous_update=False)
-        self.mix_sliders = {name: W.FloatSlider(value=w, min=0.0, max=1.0, step=0.05, description=name,
-                                                continuous_update=False, readout_format=".2f")
-                            for name, w in (mix or self._preset_mix(preset)).items()}
+        self.workloads = W.IntSlider(value=workloads, min=10, max=max(2000, workloads), step=10,
+                                     description="workloads", continuous_update=False)
+        self.functions = W.IntSlider(value=functions_ or self._preset_value(preset, "functions", 8), min=1,
+                                     max=64, description="functions", continuous_update=False)
+        mix = mix or self._preset_value(preset, "mix", {}) or {}
+        self.mix_sliders = {c: W.FloatSlider(value=float(mix.get(c, 0.0)), min=0.0, max=1.0, step=0.05,
+                                             description=c, continuous_update=False, readout_format=".2f",
+                                             style={"description_width": "110px"})
+                            for c in MIX_CONSUMERS}
         self.events = events
-        self.controls = [W.VBox([self.preset, self.metric, self.designs]),
-                         W.VBox([self.seed, self.workloads, self.functions]),
+        self.controls = [W.VBox([self.seed, self.workloads, self.functions]),
+                         W.VBox([self.preset, self.metric, self.designs]),
                          W.VBox(list(self.mix_sliders.values()))]
-        for w in [self.preset, self.metric, self.designs, self.seed, self.workloads, self.functions,
-                  *self.mix_sliders.values()]:
+        for w in [self.metric, self.designs, self.seed, self.workloads, self.functions, *self.mix_sliders.values()]:
             w.observe(self.update, names="value")
+        self.preset.observe(self._preset_changed, names="value")
         self.update()
 
-    @staticmethod
-    def _preset_mix(preset: str) -> dict:
-        from . import workload
-        p = workload.PRESETS[preset]
-        mix = p.get("mix") if isinstance(p, dict) else getattr(p, "mix", None)
-        return dict(mix or {})
+    def _preset_value(self, preset: str, key: str, default):
+        p = self._presets[preset]
+        v = p.get(key) if isinstance(p, dict) else getattr(p, key, None)
+        return default if v is None else v
 
-    @staticmethod
-    def _preset_functions(preset: str) -> int:
-        from . import workload
-        p = workload.PRESETS[preset]
-        n = p.get("functions") if isinstance(p, dict) else getattr(p, "functions", None)
-        return int(n or 8)
+    def _preset_changed(self, change):
+        """A new preset resets the function count and the mix sliders to its values, then recomputes once."""
+        mix = self._preset_value(change["new"], "mix", {}) or {}
+        watched = [self.functions, *self.mix_sliders.values()]
+        for w in watched:
+            w.unobserve(self.update, names="value")
+        try:
+            self.functions.value = int(self._preset_value(change["new"], "functions", self.functions.value))
+            for c, sl in self.mix_sliders.items():
+                sl.value = float(mix.get(c, 0.0))
+        finally:
+            for w in watched:
+                w.observe(self.update, names="value")
+        self.update()
 
     @property
     def knobs(self) -> dict:
+        mix = {c: s.value for c, s in self.mix_sliders.items() if s.value > 0}
         return dict(preset=self.preset.value, policies=list(self.designs.value), workloads=self.workloads.value,
-                    events=self.events, seed=self.seed.value, functions=self.functions.value,
-                    mix={k: s.value for k, s in self.mix_sliders.items()} or None)
+                    events=self.events, seed=self.seed.value, functions=self.functions.value, mix=mix or None)
 
     def outcomes(self):
-        return self._m.Outcomes(**self.knobs)
+        return self._outcomes(**self.knobs)
 
     def compute(self):
         out = self.outcomes()
         fig = out.plot_comparison(metric=self.metric.value)
-        summary = out.df_summary()
-        return summary, fig
+        return out.df_summary()[self.metric.value], fig
 
     def summary(self) -> str:
-        return f"{self.preset.value}: {self.workloads.value} workloads x {self.events} events, seed {self.seed.value}"
+        extra = " (fallback engine: ftsim.metrics is not installed)" if self.fallback else ""
+        return (f"{self.preset.value}: {self.workloads.value} workloads x {self.events} events, "
+                f"{self.functions.value} functions, seed {self.seed.value}{extra}")
 
 
 # -- Notebook 1: the call path -----------------------------------------------------------------------

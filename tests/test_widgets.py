@@ -135,3 +135,37 @@ def test_pair_costs_and_labelled_variants():
     assert [t.get_text() for t in ax.get_xticklabels()] == list(policy.NAMES)
     assert [b.get_height() for b in ax.containers[0]] == list(df["callbacks"])
     matplotlib.pyplot.close(fig)
+
+
+def test_workload_dashboard_slider_recomputes_quickly():
+    d = widgets.WorkloadDashboard()
+    assert list(d.df.columns) == ["mean", "ci_low", "ci_high"]
+    assert list(d.df.index) == list(policy.NAMES)
+    assert (d.df["ci_low"] <= d.df["mean"]).all() and (d.df["mean"] <= d.df["ci_high"]).all()
+    ax = d.fig.axes[0]
+    heights = [b.get_height() for b in ax.patches]
+    assert heights == pytest.approx(list(d.df["mean"]))
+    assert d.metric.value in ax.get_title() + ax.get_ylabel()
+    before = d.png
+    d.seed.value = d.seed.value + 1
+    assert d.updates == 2 and d.png != before
+    assert d.last_update_seconds < 0.5 * (1 if d.workloads.value <= 1000 else 4), d.last_update_seconds
+    d.designs.value = ("pre-6.0", "merged")
+    assert list(d.df.index) == ["pre-6.0", "merged"]
+
+
+def test_workload_dashboard_preset_resets_the_mix_once():
+    d = widgets.WorkloadDashboard()
+    if len(d.preset.options) < 2:
+        pytest.skip("one preset only (fallback engine)")
+    d.mix_sliders["livepatch"].value = 0.0
+    n = d.updates
+    d.preset.value = d.preset.options[-1]
+    assert d.updates == n + 1
+    assert d.knobs["preset"] == d.preset.options[-1]
+
+
+def test_outcomes_are_seeded():
+    a = widgets.outcomes(preset="uniform", seed=3, workloads=10, events=50).df_summary()
+    b = widgets.outcomes(preset="uniform", seed=3, workloads=10, events=50).df_summary()
+    assert a.equals(b)

@@ -117,16 +117,18 @@ def test_slider_moves_the_plot(lab):
             t_ready = time.monotonic()
             page.wait_for_function(f"() => document.querySelector('{DASH_IMG}').src.startsWith('blob:')")
             before = img.get_attribute("src")
-            handle = page.locator(".jp-OutputArea-output .widget-slider .noUi-handle").first
-            label = page.locator(".jp-OutputArea-output .widget-slider .widget-label").first.inner_text()
-            value_before = page.locator(".jp-OutputArea-output .widget-slider .widget-readout").first.inner_text()
+            slider = ".jp-OutputArea-output .widget-slider"
+            page.wait_for_function(f"() => (document.querySelector('{slider} .widget-readout') || {{}}).textContent")
+            handle = page.locator(f"{slider} .noUi-handle").first
+            label = page.locator(f"{slider} .widget-label").first.text_content()
+            value_before = page.locator(f"{slider} .widget-readout").first.text_content()
             handle.focus()
             t_move = time.monotonic()
             page.keyboard.press("ArrowRight")
             page.wait_for_function(f"(old) => document.querySelector('{DASH_IMG}').src !== old", arg=before,
                                    timeout=30_000)
             latency = time.monotonic() - t_move
-            value_after = page.locator(".jp-OutputArea-output .widget-slider .widget-readout").first.inner_text()
+            value_after = page.locator(f"{slider} .widget-readout").first.text_content()
             status = page.locator(".jp-OutputArea-output .widget-html-content small").first.inner_text()
         finally:
             browser.close()
