@@ -587,15 +587,25 @@ class ReferenceOutcomes:
 NAMES_ALL = policies.NAMES
 
 
-def outcomes(**knobs):
-    """``ftsim.metrics.Outcomes(**knobs)``, or ``ReferenceOutcomes`` (smaller defaults) without it."""
-    api = _metrics_api()
+def _api(engine: str):
+    if engine not in ("auto", "metrics", "fallback"):
+        raise ValueError(f"engine: {engine!r} is unknown; allowed: auto, metrics, fallback")
+    api = None if engine == "fallback" else _metrics_api()
+    if engine == "metrics" and api is None:
+        raise ImportError("engine='metrics': ftsim.metrics is not installed")
+    return api
+
+
+def outcomes(engine: str = "auto", **knobs):
+    """``ftsim.metrics.Outcomes(**knobs)``, or ``ReferenceOutcomes`` (smaller defaults) without it
+    (``engine``: auto, metrics or fallback)."""
+    api = _api(engine)
     return api[0].Outcomes(**knobs) if api else ReferenceOutcomes(**knobs)
 
 
-def engine() -> str:
+def engine_name(engine: str = "auto") -> str:
     """Which engine computes the workload outcomes: ``ftsim.metrics`` or the fallback."""
-    return "ftsim.metrics" if _metrics_api() else "fallback (widgets.ReferenceOutcomes)"
+    return "ftsim.metrics" if _api(engine) else "fallback (widgets.ReferenceOutcomes)"
 
 
 class WorkloadDashboard(Dashboard):
@@ -606,9 +616,9 @@ class WorkloadDashboard(Dashboard):
 
     def __init__(self, preset: str = "uniform", metric: str | None = None, designs=policies.NAMES,
                  workloads: int | None = None, events: int | None = None, seed: int = 0,
-                 functions_: int | None = None, mix: dict | None = None):
+                 functions_: int | None = None, mix: dict | None = None, engine: str = "auto"):
         super().__init__()
-        api = _metrics_api()
+        api = _api(engine)
         if api is None:
             self._outcomes, presets, metric_names = ReferenceOutcomes, FALLBACK_PRESETS, FALLBACK_METRICS
             workloads, events = workloads or 30, events or 80
