@@ -636,10 +636,13 @@ class WorkloadDashboard(Dashboard):
         self.functions = W.IntSlider(value=functions_ or self._preset_value(preset, "functions", 8), min=1,
                                      max=64, description="functions", continuous_update=False)
         mix = mix or self._preset_value(preset, "mix", {}) or {}
-        self.mix_sliders = {c: W.FloatSlider(value=float(mix.get(c, 0.0)), min=0.0, max=1.0, step=0.05,
-                                             description=c, continuous_update=False, readout_format=".2f",
-                                             style={"description_width": "110px"})
-                            for c in MIX_CONSUMERS}
+        used = {c for name in presets for c in (self._preset_value(name, "mix", {}) or {})} | set(mix)
+        names = [c for c in consumers.NAMES if c in used] or list(MIX_CONSUMERS)
+        top = max([5.0] + [float(w) for name in presets for w in (self._preset_value(name, "mix", {}) or {}).values()])
+        self.mix_sliders = {c: W.FloatSlider(value=float(mix.get(c, 0.0)), min=0.0, max=top, step=0.1,
+                                             description=c, continuous_update=False, readout_format=".1f",
+                                             style={"description_width": "120px"})
+                            for c in names}
         self.events = events
         self.controls = [W.VBox([self.seed, self.workloads, self.functions]),
                          W.VBox([self.preset, self.metric, self.designs]),
@@ -672,8 +675,14 @@ class WorkloadDashboard(Dashboard):
     @property
     def knobs(self) -> dict:
         mix = {c: s.value for c, s in self.mix_sliders.items() if s.value > 0}
+        preset_mix = {c: float(w) for c, w in (self._preset_value(self.preset.value, "mix", {}) or {}).items() if w}
+        if mix == preset_mix:
+            mix = None                            # the preset's own mix, untouched
+        functions = self.functions.value
+        if functions == self._preset_value(self.preset.value, "functions", None):
+            functions = None
         return dict(preset=self.preset.value, policies=list(self.designs.value), workloads=self.workloads.value,
-                    events=self.events, seed=self.seed.value, functions=self.functions.value, mix=mix or None)
+                    events=self.events, seed=self.seed.value, functions=functions, mix=mix or None)
 
     def outcomes(self):
         return self._outcomes(**self.knobs)
