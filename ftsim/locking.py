@@ -1,0 +1,527 @@
+"""Locking model: tr->mutex, direct_mutex and ftrace_lock as threads of steps, every interleaving, and a
+timed Monte Carlo of the PEER callback's transient -EAGAIN.
+
+Lock order (kernel/bpf/trampoline.c, comment above bpf_tramp_ftrace_ops_func(), v6.1):
+``tr->mutex -> direct_mutex -> ftrace_lock``.  The BPF attach path takes them in that order; the IPMODIFY
+registration path (register_ftrace_function() -> prepare_direct_functions_for_ipmodify() -> ops_func
+PEER) already holds direct_mutex when BPF's callback needs tr->mutex, so the merged code uses
+``mutex_trylock(&tr->mutex)``, sleeps 1 ms and answers -EAGAIN when it cannot get it.
+
+    r = interleavings("merged", ["bpf_link", "klp_register"])
+    r.df_outcomes()          # outcome -> number of schedules (0/-EAGAIN, never a deadlock)
+    r.deadlock               # None; with design "merged-blocking" the shortest deadlocking schedule
+
+Designs of the PEER side (`DESIGNS`): the merged trylock, a blocking mutex_lock in its place, Rostedt's
+first proposal (the callback under ftrace_lock, 2022-07-13), his lock-dropping retry (2022-07-15), and
+Song's refusal of an IPMODIFY arriving on a #2 direct ops.  Step names are the kernel's own.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .errors import bad
+
+TR, DIRECT, FTRACE = "tr->mutex", "direct_mutex", "ftrace_lock"
+LOCKS = (TR, DIRECT, FTRACE)
+LOCK_ORDER = {TR: 0, DIRECT: 1, FTRACE: 2}
+
+
+@dataclass(frozen=True)
+class Ins:
+    """One step of a thread: lock / trylock (jumps to `fail` when taken) / unlock / op / ret."""
+    kind: str
+    arg: str
+    where: str
+    fail: str | None = None
+    label: str | None = None
+
+
+def L(m, where, label=None):
+    return Ins("lock", m, where, label=label)
+
+
+def T(m, where, fail):
+    return Ins("trylock", m, where, fail)
+
+
+def U(m, where, label=None):
+    return Ins("unlock", m, where, label=label)
+
+
+def OP(text, where, label=None):
+    return Ins("op", text, where, label=label)
+
+
+def RET(value, where, label=None):
+    return Ins("ret", value, where, label=label)
+
+
+def _bpf_link() -> list[Ins]:
+    """bpf_trampoline_link_prog(): a program joins a live trampoline (modify_fentry path)."""
+    w = "bpf_trampoline_link_prog()"
+    return [L(TR, w), OP("arch_prepare_bpf_trampoline(): build the new image", "bpf_trampoline_update()"),
+            L(DIRECT, "modify_ftrace_direct_multi()"), L(FTRACE, "modify_ftrace_direct_multi()"),
+            OP("rewrite the direct_functions entry", "__modify_ftrace_direct_multi()"),
+            U(FTRACE, "modify_ftrace_direct_multi()"), U(DIRECT, "modify_ftrace_direct_multi()"),
+            U(TR, w), RET("0", w)]
+
+
+def _peer_lock(design: str) -> list[Ins]:
+    w = "bpf_tramp_ftrace_ops_func(PEER)"
+    if design == "merged":
+        return [T(TR, w, fail="busy")]
+    return [L(TR, w)]
+
+
+def _klp_register(design: str) -> list[Ins]:
+    """klp_patch_func() -> register_ftrace_function() of an IPMODIFY ops on a function with a fexit
+    trampoline (the PEER callback rebuilds it with ORIG_STACK)."""
+    reg = "register_ftrace_function()"
+    prep = "prepare_direct_functions_for_ipmodify()"
+    if design in ("merged", "merged-blocking"):
+        return [L(DIRECT, reg), L(FTRACE, prep), OP("find the direct ops on the ip", prep), U(FTRACE, prep),
+                *_peer_lock(design),
+                OP("set SHARE_IPMODIFY, bpf_trampoline_update(tr, false)", "bpf_tramp_ftrace_ops_func(PEER)"),
+                L(FTRACE, "modify_ftrace_direct_multi_nolock()"), U(FTRACE, "modify_ftrace_direct_multi_nolock()"),
+                U(TR, "bpf_tramp_ftrace_ops_func(PEER)"),
+                L(FTRACE, "register_ftrace_function_nolock()"), OP("ftrace_startup()", "ftrace_startup()"),
+                U(FTRACE, "register_ftrace_function_nolock()"), U(DIRECT, reg), RET("0", reg),
+                OP("msleep(1)", "bpf_tramp_ftrace_ops_func(PEER)", label="busy"), U(DIRECT, reg),
+                RET("-EAGAIN", reg)]
+    if design == "rostedt-callback":   # 2022-07-13: ops_func called from __ftrace_hash_update_ipmodify()
+        gate = "__ftrace_hash_update_ipmodify()"
+        return [L(FTRACE, "register_ftrace_function()"), OP("the record has DIRECT: ask the owner", gate),
+                L(TR, "ops_func(SHARE_WITH_IPMODIFY)"), OP("rebuild with ORIG_STACK", "bpf_trampoline_update()"),
+                L(DIRECT, "modify_ftrace_direct_multi()"), L(FTRACE, "modify_ftrace_direct_multi()"),
+                U(FTRACE, "modify_ftrace_direct_multi()"), U(DIRECT, "modify_ftrace_direct_multi()"),
+                U(TR, "ops_func(SHARE_WITH_IPMODIFY)"), U(FTRACE, "register_ftrace_function()"), RET("0", gate)]
+    if design == "rostedt-drop":       # 2022-07-15: drop the lock around the callback, re-check, retry
+        gate = "__ftrace_hash_update_ipmodify()"
+        return [L(FTRACE, "register_ftrace_function()"), OP("the record has DIRECT: ask the owner", gate),
+                U(FTRACE, gate), L(TR, "ops_func(SHARE_WITH_IPMODIFY)"),
+                OP("rebuild with ORIG_STACK", "bpf_trampoline_update()"),
+                L(DIRECT, "modify_ftrace_direct_multi()"), L(FTRACE, "modify_ftrace_direct_multi()"),
+                U(FTRACE, "modify_ftrace_direct_multi()"), U(DIRECT, "modify_ftrace_direct_multi()"),
+                U(TR, "ops_func(SHARE_WITH_IPMODIFY)"), L(FTRACE, gate), OP("re-check: still shared", gate),
+                OP("ftrace_startup()", "ftrace_startup()"), U(FTRACE, "register_ftrace_function()"), RET("0", gate)]
+    if design == "song-refuse":        # Song's flavors: IPMODIFY on a #2 direct ops is refused
+        gate = "__ftrace_hash_update_ipmodify()"
+        return [L(DIRECT, "register_ftrace_function()"), L(FTRACE, "register_ftrace_function()"),
+                OP("a flavor #2 direct ops holds the function", gate), U(FTRACE, "register_ftrace_function()"),
+                U(DIRECT, "register_ftrace_function()"), RET("-EBUSY", gate)]
+    raise bad("design", design, DESIGNS)
+
+
+def _klp_unregister(design: str) -> list[Ins]:
+    """unregister_ftrace_function() and the design's "stop sharing" callback.  Merged:
+    cleanup_direct_functions_after_ipmodify() sends DISABLE_PEER under direct_mutex; its -EAGAIN is
+    ignored, so the trampoline keeps ORIG_STACK."""
+    un, cl = "unregister_ftrace_function()", "cleanup_direct_functions_after_ipmodify()"
+    cb = "bpf_tramp_ftrace_ops_func(DISABLE_PEER)"
+    rebuild = [OP("clear SHARE_IPMODIFY, rebuild", "bpf_trampoline_update()")]
+    if design in ("merged", "merged-blocking"):
+        lock = [T(TR, cb, fail="busy")] if design == "merged" else [L(TR, cb)]
+        return [L(FTRACE, un), OP("ftrace_shutdown()", "ftrace_shutdown()"), U(FTRACE, un),
+                L(DIRECT, cl), *lock, *rebuild,
+                L(FTRACE, "modify_ftrace_direct_multi_nolock()"), U(FTRACE, "modify_ftrace_direct_multi_nolock()"),
+                U(TR, cb), U(DIRECT, cl), RET("0", un),
+                OP("msleep(1)", cb, label="busy"), U(DIRECT, cl), RET("0 (ORIG_STACK kept)", un)]
+    stop = "ops_func(STOP_SHARE_WITH_IPMODIFY)"
+    modify = [L(DIRECT, "modify_ftrace_direct_multi()"), L(FTRACE, "modify_ftrace_direct_multi()"),
+              U(FTRACE, "modify_ftrace_direct_multi()"), U(DIRECT, "modify_ftrace_direct_multi()")]
+    if design == "rostedt-callback":          # the callback runs under ftrace_lock
+        return [L(FTRACE, un), OP("ftrace_shutdown()", "ftrace_shutdown()"), L(TR, stop), *rebuild, *modify,
+                U(TR, stop), U(FTRACE, un), RET("0", un)]
+    if design == "rostedt-drop":              # ftrace_lock dropped before calling the owner
+        return [L(FTRACE, un), OP("ftrace_shutdown()", "ftrace_shutdown()"), U(FTRACE, un), L(TR, stop),
+                *rebuild, *modify, U(TR, stop), RET("0", un)]
+    raise bad("design", design, ("merged", "merged-blocking", "rostedt-callback", "rostedt-drop"))
+
+
+DESIGNS = ("merged", "merged-blocking", "rostedt-callback", "rostedt-drop", "song-refuse")
+THREADS = {
+    "bpf_link": lambda design: _bpf_link(),
+    "bpf_link2": lambda design: _bpf_link(),
+    "klp_register": _klp_register,
+    "klp_unregister": _klp_unregister,
+}
+
+
+def _resolve(steps) -> tuple[Ins, ...]:
+    labels = {s.label: i for i, s in enumerate(steps) if s.label}
+    return tuple(Ins(s.kind, s.arg, s.where, labels[s.fail] if s.fail else None, s.label) for s in steps)
+
+
+@lru_cache(maxsize=None)
+def program(design: str, thread: str) -> tuple[Ins, ...]:
+    """A thread's steps under a design, with jump labels resolved to indices in `fail`."""
+    if design not in DESIGNS:
+        raise bad("design", design, DESIGNS)
+    if thread not in THREADS:
+        raise bad("thread", thread, tuple(THREADS))
+    return _resolve(THREADS[thread](design))
+
+
+# -- interleavings --------------------------------------------------------------------------------
+@dataclass
+class Interleavings:
+    """All schedules of some threads under one design.
+
+    * `states`: distinct (program counters, lock owners, results) states
+    * `schedules`: complete schedules (paths to a final or deadlocked state)
+    * `outcomes`: outcome -> schedules; an outcome is the threads' results, or DEADLOCK
+    * `deadlock`: the shortest deadlocking schedule as (thread, step index) pairs, or None
+    """
+    design: str
+    threads: tuple[str, ...]
+    states: int = 0
+    schedules: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    deadlock: list[tuple[int, int]] | None = None
+    stuck: list[str] = field(default_factory=list)      # why the deadlocked threads wait
+
+    def df_outcomes(self) -> pd.DataFrame:
+        """:returns: a :class:`pandas.DataFrame` with one row per outcome: ``design``, ``threads``,
+        ``outcome`` (each thread's result, or DEADLOCK) and ``schedules``."""
+        rows = [{"design": self.design, "threads": " + ".join(self.threads), "outcome": o, "schedules": n}
+                for o, n in sorted(self.outcomes.items())]
+        return pd.DataFrame(rows, columns=["design", "threads", "outcome", "schedules"])
+
+    def df_trace(self, schedule=None) -> pd.DataFrame:
+        """A schedule (default: the deadlock) as a step table.
+
+        :returns: a :class:`pandas.DataFrame` with one row per step: ``t`` (step number), ``thread``,
+          ``action`` (``mutex_lock(direct_mutex)``, ``mutex_trylock(tr->mutex) fails``, ...),
+          ``where`` (kernel function) and ``holds`` (locks the thread holds after the step); a
+          deadlock ends with one ``blocked`` row per waiting thread.
+        """
+        return df_trace(self.design, self.threads, schedule if schedule is not None else self.deadlock or [])
+
+    def summary(self) -> dict:
+        return {"design": self.design, "threads": " + ".join(self.threads), "states": self.states,
+                "schedules": self.schedules, "deadlocks": self.outcomes.get("DEADLOCK", 0),
+                "outcomes": "; ".join(f"{o} x{n}" for o, n in sorted(self.outcomes.items()))}
+
+
+def _enabled(prog, pc, owners, me) -> bool:
+    if pc >= len(prog):
+        return False
+    ins = prog[pc]
+    if ins.kind == "lock":
+        return owners[LOCKS.index(ins.arg)] is None
+    return True
+
+
+def _move(progs, state, t):
+    """One step of thread t; returns (new state, trylock failed?)."""
+    pcs, owners, results = state
+    ins = progs[t][pcs[t]]
+    pcs, owners, results = list(pcs), list(owners), list(results)
+    failed = False
+    i = LOCKS.index(ins.arg) if ins.kind in ("lock", "trylock", "unlock") else None
+    if ins.kind == "lock":
+        owners[i] = t
+        pcs[t] += 1
+    elif ins.kind == "trylock":
+        if owners[i] is None:
+            owners[i] = t
+            pcs[t] += 1
+        else:
+            pcs[t] = ins.fail
+            failed = True
+    elif ins.kind == "unlock":
+        owners[i] = None
+        pcs[t] += 1
+    elif ins.kind == "op":
+        pcs[t] += 1
+    else:
+        results[t] = ins.arg
+        pcs[t] = len(progs[t])
+    return (tuple(pcs), tuple(owners), tuple(results)), failed
+
+
+def interleavings(design: str, threads, programs: dict | None = None) -> Interleavings:
+    """Every schedule of `threads` (names from THREADS) under `design`, by search over states.
+    `programs` may give a thread's steps directly (name -> list of Ins), e.g. to check the search."""
+    threads = tuple(threads)
+    programs = programs or {}
+    progs = [_resolve(programs[t]) if t in programs else program(design, t) for t in threads]
+    init = (tuple(0 for _ in threads), (None,) * len(LOCKS), ("",) * len(threads))
+    memo: dict = {}
+
+    def outcome(state):
+        return " | ".join(f"{n}={r}" for n, r in zip(threads, state[2]))
+
+    def walk(state) -> Counter:
+        if state in memo:
+            return memo[state]
+        moves = [t for t in range(len(threads)) if _enabled(progs[t], state[0][t], state[1], t)]
+        if not moves:
+            done = all(pc >= len(p) for pc, p in zip(state[0], progs))
+            res = Counter({outcome(state) if done else "DEADLOCK": 1})
+        else:
+            res = Counter()
+            for t in moves:
+                res.update(walk(_move(progs, state, t)[0]))
+        memo[state] = res
+        return res
+
+    r = Interleavings(design, threads)
+    r.outcomes = walk(init)
+    r.states = len(memo)
+    r.schedules = sum(r.outcomes.values())
+    # shortest deadlock, breadth first
+    frontier, seen = [(init, [])], {init}
+    while frontier and r.deadlock is None:
+        nxt = []
+        for state, path in frontier:
+            moves = [t for t in range(len(threads)) if _enabled(progs[t], state[0][t], state[1], t)]
+            if not moves and not all(pc >= len(p) for pc, p in zip(state[0], progs)):
+                r.deadlock = path
+                r.stuck = [f"{threads[t]} waits for {progs[t][pc].arg} held by "
+                           f"{threads[state[1][LOCKS.index(progs[t][pc].arg)]]}"
+                           for t, pc in enumerate(state[0]) if pc < len(progs[t])]
+                break
+            for t in moves:
+                s2 = _move(progs, state, t)[0]
+                if s2 not in seen:
+                    seen.add(s2)
+                    nxt.append((s2, path + [(t, state[0][t])]))
+        frontier = nxt
+    return r
+
+
+def _action(ins: Ins, failed: bool) -> str:
+    if ins.kind == "lock":
+        return f"mutex_lock({ins.arg})"
+    if ins.kind == "trylock":
+        return f"mutex_trylock({ins.arg}) " + ("fails" if failed else "succeeds")
+    if ins.kind == "unlock":
+        return f"mutex_unlock({ins.arg})"
+    if ins.kind == "ret":
+        return f"return {ins.arg}"
+    return ins.arg
+
+
+def df_trace(design: str, threads, schedule) -> pd.DataFrame:
+    """See `Interleavings.df_trace`; `schedule` is a list of (thread index, step index)."""
+    threads = tuple(threads)
+    progs = [program(design, t) for t in threads]
+    state = (tuple(0 for _ in threads), (None,) * len(LOCKS), ("",) * len(threads))
+    rows = []
+    for n, (t, _) in enumerate(schedule, 1):
+        ins = progs[t][state[0][t]]
+        state, failed = _move(progs, state, t)
+        rows.append({"t": n, "thread": threads[t], "action": _action(ins, failed), "where": ins.where,
+                     "holds": ", ".join(m for m, o in zip(LOCKS, state[1]) if o == t) or "-"})
+    moves = [t for t in range(len(threads)) if _enabled(progs[t], state[0][t], state[1], t)]
+    if schedule and not moves:
+        for t, pc in enumerate(state[0]):
+            if pc < len(progs[t]):
+                ins = progs[t][pc]
+                owner = threads[state[1][LOCKS.index(ins.arg)]]
+                rows.append({"t": len(schedule) + 1, "thread": threads[t],
+                             "action": f"blocked in mutex_lock({ins.arg}), held by {owner}", "where": ins.where,
+                             "holds": ", ".join(m for m, o in zip(LOCKS, state[1]) if o == t) or "-"})
+    return pd.DataFrame(rows, columns=["t", "thread", "action", "where", "holds"])
+
+
+def df_designs(thread_sets=(("bpf_link", "klp_register"), ("bpf_link", "klp_register", "bpf_link2"),
+                            ("bpf_link", "klp_register", "klp_unregister"))) -> pd.DataFrame:
+    """Every design against every thread set.
+
+    :returns: a :class:`pandas.DataFrame` with one row per (design, thread set): ``design``,
+      ``threads``, ``states``, ``schedules``, ``deadlocks`` (schedules ending in a deadlock) and
+      ``outcomes`` (``thread=result | ... xN`` joined by ``;``).
+    """
+    rows = []
+    for threads in thread_sets:
+        for d in DESIGNS:
+            if d == "song-refuse" and "klp_unregister" in threads:
+                continue                  # nothing to unregister: the livepatch was refused
+            rows.append(interleavings(d, threads).summary())
+    return pd.DataFrame(rows)
+
+
+def plot_swimlanes(design: str = "merged-blocking", threads=("bpf_link", "klp_register")):
+    """The shortest deadlocking schedule (or, without one, the schedule that shows the trylock failing)
+    as a swim-lane timeline: one lane per thread, one box per step, coloured by the lock it touches."""
+    r = interleavings(design, threads)
+    sched = r.deadlock if r.deadlock is not None else _trylock_schedule(design, threads)
+    return _plot_swimlanes(df_trace(design, threads, sched), design)
+
+
+def _trylock_schedule(design, threads):
+    """The shortest schedule in which a trylock fails (the merged design's transient -EAGAIN)."""
+    progs = [program(design, t) for t in threads]
+    init = (tuple(0 for _ in threads), (None,) * len(LOCKS), ("",) * len(threads))
+    frontier, seen = [(init, [])], {init}
+    while frontier:
+        nxt = []
+        for state, path in frontier:
+            for t in range(len(threads)):
+                if _enabled(progs[t], state[0][t], state[1], t):
+                    s2, failed = _move(progs, state, t)
+                    if failed:
+                        return _finish(progs, s2, path + [(t, state[0][t])], t)
+                    if s2 not in seen:
+                        seen.add(s2)
+                        nxt.append((s2, path + [(t, state[0][t])]))
+        frontier = nxt
+    return []
+
+
+def _finish(progs, state, path, first):
+    """Run the failing thread to its end, then the others in order."""
+    order = [first] + [t for t in range(len(progs)) if t != first]
+    progress = True
+    while progress:
+        progress = False
+        for t in order:
+            while _enabled(progs[t], state[0][t], state[1], t):
+                path = path + [(t, state[0][t])]
+                state = _move(progs, state, t)[0]
+                progress = True
+    return path
+
+
+COLORS = {TR: "#d62728", DIRECT: "#1f77b4", FTRACE: "#2ca02c"}
+
+
+SHORT = {TR: "tr", DIRECT: "direct", FTRACE: "ftrace"}
+
+
+def _label(action: str) -> str:
+    """A box label: `lock tr`, `try tr: FAIL`, `BLOCKED on direct`, or the op's first words."""
+    for m, short in SHORT.items():
+        if f"({m})" in action:
+            if action.startswith("blocked"):
+                return f"BLOCKED\non {short}"
+            if "trylock" in action:
+                return f"try {short}\n" + ("FAIL" if "fails" in action else "ok")
+            return ("unlock " if "unlock" in action else "lock ") + short
+    words = action.split(":")[0].replace("_", " ").split()
+    return "\n".join([" ".join(words[:2]), " ".join(words[2:4])]).strip()
+
+
+def _plot_swimlanes(trace: pd.DataFrame, design: str):
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    threads = list(dict.fromkeys(trace["thread"]))
+    width = max(6.0, 0.62 * trace["t"].max() + 2)
+    fig = Figure(figsize=(width, 1.4 + 1.0 * len(threads)))
+    ax = fig.subplots()
+    held = {t: "" for t in threads}
+    for _, row in trace.iterrows():
+        y = threads.index(row["thread"])
+        lock = next((m for m in LOCKS if f"({m})" in row["action"]), None)
+        blocked = row["action"].startswith("blocked")
+        color = "#000000" if blocked else COLORS.get(lock, "#dddddd")
+        ax.barh(y, 0.92, left=row["t"] - 0.46, height=0.5, color=color)
+        ax.text(row["t"], y, _label(row["action"]), ha="center", va="center", fontsize=6.5,
+                color="white" if lock or blocked else "black")
+        held[row["thread"]] = row["holds"]
+        for th, holds in held.items():                  # thin strips: locks each thread holds after the step
+            for i, m in enumerate(LOCKS):
+                if m in holds.split(", "):
+                    ax.barh(threads.index(th) + 0.33 + 0.07 * i, 1.0, left=row["t"] - 0.5, height=0.06,
+                            color=COLORS[m])
+    ax.set_yticks(range(len(threads)), threads)
+    ax.set_xticks(sorted(set(trace["t"])))
+    ax.set_xlabel("step of the schedule (thin strips under a lane: locks that thread holds)")
+    ax.set_ylim(-0.5, len(threads) - 0.4)
+    ax.invert_yaxis()
+    dead = trace["action"].str.startswith("blocked").any()
+    ax.set_title(f"{design}: " + ("the shortest deadlocking schedule" if dead else "a schedule where the trylock fails"))
+    ax.legend(handles=[Patch(color=c, label=m) for m, c in COLORS.items()] + [Patch(color="#000000", label="blocked")],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# -- timed Monte Carlo ----------------------------------------------------------------------------
+#: The share of a BPF update's tr->mutex hold spent before direct_mutex (building the image), under
+#: direct_mutex + ftrace_lock (modify_ftrace_direct), and after (publishing, unlock).  Assumptions.
+PHASES = (0.4, 0.5, 0.1)
+
+
+def monte_carlo(rate: float, hold_ms: float, trials: int = 2000, seed: int = 42, phases=PHASES) -> dict:
+    """A livepatch registers at a random time while BPF updates hit the same trampoline as a Poisson
+    stream (`rate` per second), each holding tr->mutex `hold_ms` ms (FIFO).  The registration takes
+    direct_mutex (waiting out an update inside modify_ftrace_direct), then tries tr->mutex.
+
+    :returns: ``p_eagain`` (merged: the trylock fails), ``p_deadlock`` (a blocking mutex_lock: the
+      holder is still before direct_mutex, so both wait forever), ``wait_ms`` (Rostedt's lock-dropping
+      retry: mean time the registration waits for tr->mutex instead), ``utilisation`` (rate x hold)
+    """
+    rng = np.random.default_rng(seed)
+    h = hold_ms / 1000.0
+    a, b, _ = (p * h for p in phases)
+    horizon = max(40 * h, 10.0 / rate)              # warm-up long enough to forget the empty start
+    eagain = deadlock = 0
+    waits = []
+    for _ in range(trials):
+        n = rng.poisson(rate * horizon)
+        arrivals = np.sort(rng.uniform(0.0, horizon, n))
+        t_reg = horizon
+        end = -1.0
+        spans = []
+        for x in arrivals:
+            start = max(x, end)
+            end = start + h
+            spans.append((start, end))
+        # the registration takes direct_mutex: wait while an update is inside its direct phase
+        t = t_reg
+        for s, e in spans:
+            if s + a <= t < s + a + b:
+                t = s + a + b
+        holder = next(((s, e) for s, e in spans if s <= t < e), None)
+        if holder is not None:
+            eagain += 1
+            if t < holder[0] + a:
+                deadlock += 1
+            waits.append(max(e for s, e in spans if s <= t) - t)    # every queued update goes first
+        else:
+            waits.append(0.0)
+    return {"rate": rate, "hold_ms": hold_ms, "trials": trials, "p_eagain": eagain / trials,
+            "p_deadlock": deadlock / trials, "wait_ms": 1000.0 * float(np.mean(waits)),
+            "utilisation": min(1.0, rate * h)}
+
+
+def df_monte_carlo(rates=(1, 3, 10, 30, 100, 300), holds_ms=(0.1, 1.0, 5.0), trials: int = 1000,
+                   seed: int = 42) -> pd.DataFrame:
+    """`monte_carlo` over a grid.
+
+    :returns: a :class:`pandas.DataFrame` with one row per (rate, hold): ``rate`` (BPF updates per
+      second), ``hold_ms``, ``trials``, ``p_eagain``, ``p_deadlock``, ``wait_ms``, ``utilisation``.
+    """
+    rows = [monte_carlo(r, hm, trials, seed + i) for i, (hm, r) in
+            enumerate((hm, r) for hm in holds_ms for r in rates)]
+    return pd.DataFrame(rows)
+
+
+def plot_monte_carlo(df: pd.DataFrame):
+    """P(transient -EAGAIN) against BPF update rate, one line per hold time, utilisation dashed."""
+    return _plot_mc(df)
+
+
+def _plot_mc(df: pd.DataFrame):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.subplots()
+    for hm, g in df.groupby("hold_ms"):
+        line, = ax.plot(g["rate"], g["p_eagain"], marker="o", label=f"hold {hm:g} ms")
+        ax.plot(g["rate"], g["utilisation"], linestyle="--", color=line.get_color(), alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("BPF trampoline updates per second")
+    ax.set_ylabel("P(livepatch gets -EAGAIN)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Merged PEER trylock: transient -EAGAIN (dashed: tr->mutex utilisation)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
