@@ -1,0 +1,309 @@
+"""The batch engine: memoised transition tables over a canonical per-function state, stepped with numpy
+across many workloads and policies at once; exactly equivalent to the reference engine (ftsim.engine).
+
+Why it is exact.  Everything the model keeps about one function (its record, handles, klp func_stack,
+kprobe aggregate, BPF trampoline) changes only on events on that function, except through the two
+shared kprobe ops.  Those couple functions in two ways, which the engine carries as per-workload
+registers (``cnt``: how many functions hold each shared ops; ``regt``: the event at which it was
+last registered) and per-function ``klpt`` (the event at which klp_ops was registered):
+  * the first probe anywhere registers the ops (PEER callbacks run); later probes only add a filter
+    ip (the PEER gap), and the last one unregisters it;
+  * ops order is global registration order, so whether the kprobe ops runs before or after the
+    function's klp_ops (the oldest ip writer wins) depends on when it was registered elsewhere.
+A kprobe event therefore carries a context: 0 nobody else holds the ops; 1 others hold it and it is
+older than this function's klp_ops (or there is none); 2 others hold it and it is newer.
+
+A state is a snapshot of a one-function ``Model`` (function ``f``) in canonical form (handles named
+``consumer#instance``, shared kprobe ops held by ``f`` alone or unregistered); an unknown transition
+(state, event, context) is computed by copying the snapshot, recreating the context with a phantom
+holder ``g`` of the shared ops, applying the event through ``Model`` and canonicalising the result.
+Tables grow on demand and are kept per process (``TABLES``).
+"""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from . import kprobes
+from .consumers import CATALOG, KLP, KPROBE, LIST, NAMES as CONSUMERS
+from .engine import BODY, RESULT_FIELDS, decode, live_flags, src_code, viol_bits
+from .invariants import check
+from .model import Model
+from .policy import Policy
+
+NCTX = 3
+KOPS = (kprobes.FTRACE_OPS, kprobes.IPMODIFY_OPS)
+F, G = "f", "g"
+
+
+class Tables:
+    """Transition tables of all policies seen so far (state ids are global) for one ``instances``."""
+
+    def __init__(self, instances: int):
+        self.I = instances
+        self.NCODE = 1 + 2 * len(CONSUMERS) * instances
+        self.K = self.NCODE * NCTX
+        self.snap: list[bytes] = []       # pickled canonical one-function models
+        self.index: dict = {}
+        self.init: dict[Policy, int] = {}
+        cap = 64
+        self.next = np.full(cap * self.K, -1, np.int32)
+        self.tr = np.zeros((5, cap * self.K), np.int16)       # ret attached callbacks retries regens
+        self.st = np.zeros((7, cap), np.int16)                # viol lp wr body src agg klp
+        self.final: list = []                                 # semantic final state per state id
+        ck = np.zeros(self.NCODE, bool)
+        cops = np.zeros(self.NCODE, np.int8)
+        lpc = np.zeros(self.NCODE, bool)
+        for code in range(1, self.NCODE):
+            _, c, _ = decode(code, instances)
+            ck[code] = CATALOG[c].mechanism == KPROBE
+            cops[code] = 1 if CATALOG[c].post_handler else 0
+            lpc[code] = c == "livepatch"
+        self.code_kprobe, self.code_ops, self.code_lp = ck, cops, lpc
+        # passive list consumers (mechanism LIST) never conflict and change nothing a step reports:
+        # their events step the state like a call, and their own results are constant
+        self.passive = np.array([code > 0 and CATALOG[decode(code, instances)[1]].mechanism == LIST
+                                 for code in range(self.NCODE)])
+        self.state_code = np.where(self.passive, 0, np.arange(self.NCODE))
+        self.transitions = 0
+
+    # -- states ----------------------------------------------------------------------------------
+    def initial(self, policy: Policy) -> int:
+        if policy not in self.init:
+            self.init[policy] = self._intern(Model(policy))
+        return self.init[policy]
+
+    def _intern(self, m: Model) -> int:
+        key = (m.policy, fingerprint(m))
+        sid = self.index.get(key)
+        if sid is not None:
+            return sid
+        sid = len(self.snap)
+        self.index[key] = sid
+        self.snap.append(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL))
+        if sid >= self.st.shape[1]:
+            self._grow()
+        out = m.simulate(F)
+        lp, wr = live_flags(m, F)
+        entry = m.kernel.probes.get(F)
+        self.st[:, sid] = (viol_bits(check(m, F, out)), lp, wr, BODY[out.body_ran], src_code(m, out.result_from),
+                           -1 if entry is None else KOPS.index(entry[0]), F in m.kernel.klp)
+        att = frozenset(h for h in m.kernel.live_on(F) if m.attached(h))
+        self.final.append((att, int(self.st[0, sid])))
+        return sid
+
+    def _grow(self):
+        cap = self.st.shape[1] * 2
+        nxt = np.full(cap * self.K, -1, np.int32)
+        nxt[:self.next.size] = self.next
+        tr = np.zeros((5, cap * self.K), np.int16)
+        tr[:, :self.tr.shape[1]] = self.tr
+        st = np.zeros((7, cap), np.int16)
+        st[:, :self.st.shape[1]] = self.st
+        self.next, self.tr, self.st = nxt, tr, st
+
+    # -- transitions -----------------------------------------------------------------------------
+    def fill(self, keys: np.ndarray):
+        """Compute the unknown transitions ``keys`` (state*K + code*NCTX + ctx) through the Model."""
+        for key in np.unique(keys):
+            key = int(key)
+            if self.next[key] >= 0:
+                continue
+            s, rest = divmod(key, self.K)
+            code, ctx = divmod(rest, NCTX)
+            m = pickle.loads(self.snap[s])
+            res, refused_detach = self._apply(m, code, ctx)
+            canonicalise(m, refused_detach)
+            ns = self._intern(m)
+            self.next[key] = ns
+            self.tr[:, key] = res
+            self.transitions += 1
+
+    def _apply(self, m: Model, code: int, ctx: int):
+        op, consumer, inst = decode(code, self.I)
+        k = m.kernel
+        if op == "call":
+            return (-1, -1, 0, 0, 0), None
+        name = f"{consumer}#{inst}"
+        if ctx and CATALOG[consumer].mechanism == KPROBE:
+            entry = k.probes.get(F)
+            ops_name = entry[0] if entry else KOPS[int(CATALOG[consumer].post_handler)]
+            ops = kprobes._ops(k, ops_name)
+            if F in ops.funcs:
+                k.kprobe_cnt[ops_name] += 1                  # someone else holds it too
+            else:                                            # registered elsewhere, filter ip only
+                ops.enabled, ops.funcs, k.kprobe_cnt[ops_name] = True, {G}, 1
+                klp = k.klp.get(F)
+                ops.seq = 0.5 if klp is None else klp[0].seq + (-0.5 if ctx == 1 else 0.5)
+        if op == "attach":
+            st = m.attach(consumer, F, name)
+            refused = None
+        else:
+            h = k.handles[name]
+            refused = name if (h.detached and h.told) else None
+            st = m.detach(name)
+        return (st.ret, int(bool(st.attached)), st.callbacks, st.retries, st.regenerations), refused
+
+
+def canonicalise(m: Model, refused_detach: str | None):
+    """Drop finished handles and the phantom holder; shared kprobe ops held by ``f`` alone or unregistered."""
+    k = m.kernel
+    for name in [n for n, h in k.handles.items() if (h.detached and not h.told) or n == refused_detach]:
+        del k.handles[name]
+    entry = k.probes.get(F)
+    for name, ops in k.kprobe_ops.items():
+        if entry is not None and entry[0] == name:
+            ops.enabled, ops.funcs, k.kprobe_cnt[name] = True, {F}, 1
+        else:
+            ops.enabled, ops.funcs, k.kprobe_cnt[name], ops.seq = False, set(), 0, -1
+    k.records.pop(G, None)
+    m.steps = 0
+    # orders nothing reported depends on: non-overriding kprobe members, livepatch instances (the
+    # result names the consumer), BPF programs other than skipping fmod_ret (first one wins)
+    if entry is not None:
+        ov = [h for h in entry[1] if CATALOG[k.handles[h].consumer].overrides]
+        entry[1][:] = ov + sorted(h for h in entry[1] if h not in ov)
+    if F in k.klp:
+        k.klp[F][1].sort()
+    tr = k.tramps.get(F)
+    if tr is not None:
+        tr.progs = _prog_order(tr.progs)
+        tr.live_progs = _prog_order(tr.live_progs)
+
+
+def _prog_order(progs):
+    skip = [p for p in progs if p.skips]
+    return skip + sorted((p for p in progs if not p.skips), key=lambda p: (p.kind, p.handle))
+
+
+def _ops_key(o):
+    return (o.name, o.flags.value, o.enabled, o.has_ops_func)
+
+
+def fingerprint(m: Model) -> tuple:
+    """Everything about function ``f`` that can change what a later step reports."""
+    k = m.kernel
+    rec = k.records.get(F)
+    if rec is not None:
+        writers = sorted((o for o in rec.ops if o.name.startswith(("klp_ops", "kprobe_"))), key=lambda o: o.seq)
+        r = (tuple(sorted(_ops_key(o) for o in rec.ops)), tuple(o.name for o in writers), rec.ipmodify,
+             rec.direct.name if rec.direct is not None else None, rec.modified, rec.stale_direct,
+             rec.shared_ipmodify)
+    else:
+        r = None
+    handles = tuple(sorted((n, h.consumer, h.told, h.detached,
+                            _ops_key(h.ops) if h.ops is not None else None) for n, h in k.handles.items()))
+    probes = k.probes.get(F)
+    klp = k.klp.get(F)
+    tr = k.tramps.get(F)
+    trk = None
+    if tr is not None:
+        trk = (_ops_key(tr.ops), tuple((p.handle, p.kind, p.skips) for p in tr.progs), tr.flags.value,
+               None if tr.live_flags is None else tr.live_flags.value,
+               tuple((p.handle, p.kind, p.skips) for p in tr.live_progs))
+    return (r, handles, tuple(k.live.get(F, {})),
+            None if probes is None else (probes[0], tuple(probes[1])),
+            None if klp is None else (_ops_key(klp[0]), tuple(klp[1])), trk)
+
+
+TABLES: dict[int, Tables] = {}
+
+
+def tables(instances: int) -> Tables:
+    if instances not in TABLES:
+        TABLES[instances] = Tables(instances)
+    return TABLES[instances]
+
+
+def run(arrays: dict, policies: list[Policy], want_final: bool = False) -> dict:
+    """All workloads of ``arrays`` under every policy: dict field -> (policies, workloads, events) array
+    (the reference's ``RESULT_FIELDS``); with ``want_final``, ``final`` (policies, workloads, functions)
+    state ids whose ``Tables.final`` entries give what is attached where at the end."""
+    tb = tables(arrays["instances"])
+    func, code = arrays["func"], arrays["code"]
+    W, T = code.shape
+    P = len(policies)
+    Fn = int(max(arrays["functions"], int(func.max()) + 1 if func.size else 1))
+    R = P * W
+    init = np.array([tb.initial(p) for p in policies], np.int64)
+    S = np.repeat(init, W * Fn).astype(np.int64)
+    rowbase = (np.arange(R, dtype=np.int64) * Fn)
+    idx = (np.tile(func.T.astype(np.int64), (1, P)) + rowbase)            # (T, R)
+    c3 = np.tile(tb.state_code[code.T].astype(np.int64) * NCTX, (1, P))  # (T, R)
+    kp = tb.code_kprobe[code.T]                                           # (T, W)
+    lpe = tb.code_lp[code.T]
+    krows = [np.flatnonzero(np.tile(kp[t], P)) for t in range(T)]
+    lrows = [np.flatnonzero(np.tile(lpe[t], P)) for t in range(T)]
+    cops = tb.code_ops.astype(np.int64)
+    cnt = np.zeros((R, 2), np.int64)
+    regt = np.full((R, 2), -1, np.int64)
+    klpt = np.full(R * Fn, -1, np.int64)
+    keys = np.empty((T, R), np.int64)
+    K = tb.K
+    for t in range(T):
+        i = idx[t]
+        s = S[i]
+        k = s * K + c3[t]
+        kr = krows[t]
+        if kr.size:
+            sr = s[kr]
+            agg = tb.st[5][sr].astype(np.int64)
+            x = np.where(agg < 0, cops[code[kr % W, t]], agg)
+            others = cnt[kr, x] - (agg == x) > 0
+            older = (regt[kr, x] < klpt[i[kr]]) | (tb.st[6][sr] == 0)
+            k[kr] += others * (1 + ~older)
+        ns = tb.next[k]
+        if (ns < 0).any():
+            tb.fill(k[ns < 0])
+            ns = tb.next[k]
+        S[i] = ns
+        keys[t] = k
+        if kr.size:
+            a0 = tb.st[5][s[kr]].astype(np.int64)
+            a1 = tb.st[5][ns[kr]].astype(np.int64)
+            ch = a0 != a1
+            if ch.any():
+                r, a0, a1 = kr[ch], a0[ch], a1[ch]
+                d = a0 >= 0
+                cnt[r[d], a0[d]] -= 1
+                g = a1 >= 0
+                r, a1 = r[g], a1[g]
+                fresh = cnt[r, a1] == 0
+                regt[r[fresh], a1[fresh]] = t
+                cnt[r, a1] += 1
+        lr = lrows[t]
+        if lr.size:
+            new = (tb.st[6][ns[lr]] == 1) & (tb.st[6][s[lr]] == 0)
+            klpt[i[lr][new]] = t
+    return _decode(tb, keys.T.reshape(P, W, T), code, S.reshape(P, W, Fn) if want_final else None)
+
+
+def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
+    ns = tb.next[keys]
+    out = {}
+    for j, name in enumerate(("ret", "attached", "callbacks", "retries", "regenerations")):
+        out[name] = tb.tr[j][keys]
+    for j, name in enumerate(("viol", "lp", "wr", "body", "src")):
+        out[name] = tb.st[j][ns]
+    call = np.broadcast_to(code == 0, keys.shape)
+    passive = np.broadcast_to(tb.passive[code], keys.shape)
+    if passive.any():
+        att = np.broadcast_to(code % 2 == 1, keys.shape)
+        out["ret"] = np.where(passive, 0, out["ret"])
+        out["attached"] = np.where(passive, att, out["attached"])
+        for name in ("callbacks", "retries", "regenerations"):
+            out[name] = np.where(passive, 0, out[name])
+    out["body"] = np.where(call, out["body"], -1)
+    out["src"] = np.where(call, out["src"], -1)
+    out["prev_state"] = keys // tb.K
+    out["state"] = ns
+    if final is not None:
+        out["final"] = final
+    return out
+
+
+def final_differs(tb: Tables, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(policies, workloads) bool: the final states of two runs differ on some function."""
+    fa = np.array([hash(x) for x in tb.final]) if tb.final else np.zeros(0)
+    return (fa[a] != fa[b]).any(axis=-1)
