@@ -1,0 +1,54 @@
+/* livepatch of one lab target; LPVAL distinguishes the two livepatch modules (lab_lp_a, lab_lp_b). */
+#include "common.h"
+#include <linux/livepatch.h>
+#include <linux/seq_file.h>
+#include <linux/sched.h>
+
+static int new_cmdline_proc_show(struct seq_file *m, void *v)
+{
+	hits++;
+	seq_printf(m, "LIVEPATCH-%d\n", LPVAL);
+	return 0;
+}
+
+static int new_security_task_getscheduler(struct task_struct *p)
+{
+	hits++;
+	return -1000 - LPVAL;
+}
+
+static long new_x64_sys_getppid(const struct pt_regs *regs)
+{
+	hits++;
+	return -1000 - LPVAL;
+}
+
+static long new_x64_sys_getpid(const struct pt_regs *regs)
+{
+	hits++;
+	return -1000 - LPVAL;
+}
+
+static struct klp_func funcs[2] = { {}, {} };
+static struct klp_object objs[] = { { .funcs = funcs }, {} };
+static struct klp_patch patch = { .mod = THIS_MODULE, .objs = objs };
+
+static int __init lp_init(void)
+{
+	funcs[0].old_name = func;
+	if (!strcmp(func, "cmdline_proc_show"))
+		funcs[0].new_func = new_cmdline_proc_show;
+	else if (!strcmp(func, "security_task_getscheduler"))
+		funcs[0].new_func = new_security_task_getscheduler;
+	else if (!strcmp(func, "__x64_sys_getppid"))
+		funcs[0].new_func = new_x64_sys_getppid;
+	else if (!strcmp(func, "__x64_sys_getpid"))
+		funcs[0].new_func = new_x64_sys_getpid;
+	else
+		return -EINVAL;
+	return klp_enable_patch(&patch);
+}
+static void __exit lp_exit(void) {}
+module_init(lp_init);
+module_exit(lp_exit);
+MODULE_INFO(livepatch, "Y");
