@@ -507,3 +507,14 @@ def cmd_explore(args) -> int:
         for p in ex.write_scenarios(args.out):
             print(f"wrote {p}")
     return 0
+
+
+def bench(max_len: int = 6) -> dict:
+    """The issue's target, measured: length-`max_len` search over the six default consumer kinds on one
+    function under each of the five designs (merged at the newest kernel), seconds per design and total."""
+    out = {}
+    for name in policies.NAMES:
+        ex = explore(policies.get(name), max_len=max_len)
+        out[name] = round(ex.seconds, 2)
+    out["total"] = round(sum(out.values()), 2)
+    return out

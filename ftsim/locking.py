@@ -525,3 +525,13 @@ def _plot_mc(df: pd.DataFrame):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def bench() -> dict:
+    """The issue's target, measured: every interleaving of both three-thread sets under every design."""
+    import time
+    t0 = time.perf_counter()
+    df = df_designs(thread_sets=(("bpf_link", "klp_register", "bpf_link2"),
+                                 ("bpf_link", "klp_register", "klp_unregister")))
+    return {"searches": len(df), "states": int(df["states"].sum()), "schedules": int(df["schedules"].sum()),
+            "seconds": round(time.perf_counter() - t0, 3)}
