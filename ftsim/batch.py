@@ -216,10 +216,11 @@ def tables(instances: int) -> Tables:
     return TABLES[instances]
 
 
-def run(arrays: dict, policies: list[Policy], want_final: bool = False) -> dict:
+def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None) -> dict:
     """All workloads of ``arrays`` under every policy: dict field -> (policies, workloads, events) array
     (the reference's ``RESULT_FIELDS``); with ``want_final``, ``final`` (policies, workloads, functions)
-    state ids whose ``Tables.final`` entries give what is attached where at the end."""
+    state ids whose ``Tables.final`` entries give what is attached where at the end.  ``keep``: decode
+    the per-event results of the first ``keep`` workloads only."""
     tb = tables(arrays["instances"])
     func, code = arrays["func"], arrays["code"]
     W, T = code.shape
@@ -239,7 +240,7 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False) -> dict:
     cnt = np.zeros((R, 2), np.int64)
     regt = np.full((R, 2), -1, np.int64)
     klpt = np.full(R * Fn, -1, np.int64)
-    keys = np.empty((T, R), np.int64)
+    keys = np.empty((T, R), np.int32)
     K = tb.K
     for t in range(T):
         i = idx[t]
@@ -276,7 +277,9 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False) -> dict:
         if lr.size:
             new = (tb.st[6][ns[lr]] == 1) & (tb.st[6][s[lr]] == 0)
             klpt[i[lr][new]] = t
-    return _decode(tb, keys.T.reshape(P, W, T), code, S.reshape(P, W, Fn) if want_final else None)
+    keep = W if keep is None else keep
+    keys = keys.T.reshape(P, W, T)[:, :keep]
+    return _decode(tb, keys, code[:keep], S.reshape(P, W, Fn) if want_final else None)
 
 
 def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
@@ -286,18 +289,16 @@ def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
         out[name] = tb.tr[j][keys]
     for j, name in enumerate(("viol", "lp", "wr", "body", "src")):
         out[name] = tb.st[j][ns]
-    call = np.broadcast_to(code == 0, keys.shape)
-    passive = np.broadcast_to(tb.passive[code], keys.shape)
+    call = code == 0
+    passive = tb.passive[code]
     if passive.any():
-        att = np.broadcast_to(code % 2 == 1, keys.shape)
+        att = code % 2 == 1
         out["ret"] = np.where(passive, 0, out["ret"])
         out["attached"] = np.where(passive, att, out["attached"])
         for name in ("callbacks", "retries", "regenerations"):
             out[name] = np.where(passive, 0, out[name])
     out["body"] = np.where(call, out["body"], -1)
     out["src"] = np.where(call, out["src"], -1)
-    out["prev_state"] = keys // tb.K
-    out["state"] = ns
     if final is not None:
         out["final"] = final
     return out

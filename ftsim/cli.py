@@ -9,7 +9,7 @@ import sys
 
 from .errors import FtsimError
 
-COMMANDS = ["ftsim.cli", "ftsim.explore"]   # modules with add_command(); other modules append themselves here
+COMMANDS = ["ftsim.cli", "ftsim.explore", "ftsim.sweep"]   # modules with add_command(); other modules append themselves here
 
 
 def add_command(sub):

@@ -153,10 +153,10 @@ def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch") -> tup
     if engine_name == "batch":
         both = {k: (np.concatenate([arrays[k], var[k]]) if isinstance(arrays[k], np.ndarray) else arrays[k])
                 for k in arrays}
-        r = batch.run(both, pols, want_final=True)
+        r = batch.run(both, pols, want_final=True, keep=W)
         tb = batch.tables(arrays["instances"])
         changed = batch.final_differs(tb, r["final"][:, :W], r["final"][:, W:])
-        res = {k: v[:, :W] for k, v in r.items() if k != "final"}
+        res = {k: v for k, v in r.items() if k != "final"}
     elif engine_name == "reference":
         runs = [engine.run(arrays, p, variant=var) for p in pols]
         res = {k: np.stack([x[k] for x in runs]) for k in engine.RESULT_FIELDS}

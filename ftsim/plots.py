@@ -69,6 +69,7 @@ def _plot_heat_strip(df, policy: str, what: str) -> Figure:
                           df["refused"] / np.maximum(df["attaches"].to_numpy(float), 1)])
     im = ax.imshow(rows, aspect="auto", cmap="magma_r", vmin=0, vmax=max(float(np.nanmax(rows)), 1e-9))
     ax.set_yticks(range(3), ["bypassed calls", "discarded calls", "refused attaches"])
+    ax.set_ylabel("exposure (share)")
     step = max(1, len(df) // 16)
     ax.set_xticks(range(0, len(df), step), list(df.index)[::step])
     ax.set_xlabel("function (most popular first)")
