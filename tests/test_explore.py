@@ -134,3 +134,23 @@ def test_cli_explore(tmp_path, capsys):
     assert "NoSilentBypass" in out and "states" in out
     assert [p.name for p in tmp_path.glob("*.fts")] == ["merged-6.1--NoSilentBypass.fts"]
     assert main(["explore", "--policy", "merged", "--max-len", "99"]) == 2
+
+
+def _doc_columns(fn):
+    import re as _re
+    return _re.findall(r"``(\w+)``", fn.__doc__.split(":returns:")[1])
+
+
+def test_frames_match_their_docstrings():
+    ex = E.explore(policy.get("merged", kernel="6.1"), ["livepatch", "bpf-fentry", "bpf-fexit"], max_len=3)
+    assert list(E.df_summary([ex]).columns) == _doc_columns(E.df_summary)
+    order = E.df_order_sensitivity(policy.get("merged"), ["livepatch", "bpf-fexit"], max_size=2)
+    assert list(order.columns) == [c for c in _doc_columns(E.df_order_sensitivity) if c != "a"]
+    shortest = ex.df_shortest()
+    assert set(shortest.columns) == set(_doc_columns(E.Exploration.df_shortest))
+
+
+def test_cli_two_functions(capsys):
+    assert main(["explore", "--policy", "merged", "--max-len", "3", "--functions", "2",
+                 "--consumers", *E.PEER_GAP_CONSUMERS]) == 0
+    assert "__x64_sys_getpid as ff" in capsys.readouterr().out

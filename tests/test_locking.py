@@ -75,3 +75,16 @@ def test_plots_show_their_data():
     sw = K.plot_swimlanes("merged-blocking", PAIR).axes[0]
     assert [t.get_text() for t in sw.get_yticklabels()] == list(PAIR)
     assert "deadlock" in sw.get_title()
+
+
+def _doc_columns(fn):
+    import re
+    return re.findall(r"``(\w+)``", fn.__doc__.split(":returns:")[1])
+
+
+def test_frames_match_their_docstrings():
+    r = K.interleavings("merged-blocking", PAIR)
+    assert list(r.df_outcomes().columns) == _doc_columns(K.Interleavings.df_outcomes)
+    assert list(r.df_trace().columns) == _doc_columns(K.Interleavings.df_trace)[:5]
+    assert list(K.df_designs(thread_sets=(PAIR,)).columns) == _doc_columns(K.df_designs)
+    assert list(K.df_monte_carlo(rates=(10,), holds_ms=(1.0,), trials=10).columns) == _doc_columns(K.df_monte_carlo)
