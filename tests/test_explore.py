@@ -154,3 +154,29 @@ def test_cli_two_functions(capsys):
     assert main(["explore", "--policy", "merged", "--max-len", "3", "--functions", "2",
                  "--consumers", *E.PEER_GAP_CONSUMERS]) == 0
     assert "__x64_sys_getpid as ff" in capsys.readouterr().out
+
+
+def test_dedupe_agrees_with_brute_force():
+    """Every raw sequence, no state merging: same sequence count, same shortest length per invariant."""
+    import pickle
+    pol = policy.get("merged", kernel="6.1")
+    cons = ["livepatch", "bpf-fentry", "bpf-fexit", "bpf-override-return"]
+    best, count = {}, 0
+
+    def walk(m, depth):
+        nonlocal count
+        count += 1
+        if depth == 3:
+            return
+        blob = pickle.dumps(m)
+        for act in E.actions(m, cons, E.FUNCTIONS[:1]):
+            m2 = pickle.loads(blob)
+            d = E.apply(m2, act)
+            for inv in d["violations"]:
+                best[inv] = min(best.get(inv, 99), depth + 1)
+            walk(m2, depth + 1)
+
+    walk(Model(pol), 0)
+    ex = E.explore(pol, cons, max_len=3)
+    assert ex.sequences == count
+    assert {inv: len(rows) for inv, rows in ex.counterexamples().items()} == best
