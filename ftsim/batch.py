@@ -103,6 +103,17 @@ class Tables:
         st[:, :self.st.shape[1]] = self.st
         self.next, self.tr, self.st = nxt, tr, st
 
+    def final_ids(self) -> np.ndarray:
+        """Per state id: an id of its semantic final state (equal ids: same attachments and breaks)."""
+        ids = getattr(self, "_final_ids", None)
+        if ids is None or len(ids) < len(self.final):
+            seen = getattr(self, "_final_seen", {})
+            extra = [seen.setdefault(x, len(seen)) for x in self.final[0 if ids is None else len(ids):]]
+            self._final_seen = seen
+            self._final_ids = ids = np.concatenate([ids if ids is not None else np.zeros(0, np.int64),
+                                                    np.array(extra, np.int64)])
+        return ids
+
     # -- transitions -----------------------------------------------------------------------------
     def fill(self, keys: np.ndarray):
         """Compute the unknown transitions ``keys`` (state*K + code*NCTX + ctx) through the Model."""
@@ -306,5 +317,5 @@ def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
 
 def final_differs(tb: Tables, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(policies, workloads) bool: the final states of two runs differ on some function."""
-    fa = np.array([hash(x) for x in tb.final]) if tb.final else np.zeros(0)
+    fa = tb.final_ids()
     return (fa[a] != fa[b]).any(axis=-1)
