@@ -71,6 +71,22 @@ def _bpf_link() -> list[Ins]:
             U(TR, w), RET("0", w)]
 
 
+def _bpf_register() -> list[Ins]:
+    """bpf_trampoline_link_prog() of a first fexit program on a function that has a livepatch:
+    register_fentry() -> register_ftrace_direct_multi() -> SELF answers -EAGAIN, and the again: loop
+    rebuilds with ORIG_STACK and registers again, all under tr->mutex (Song's -EAGAIN: never seen by
+    the user, and taken in lock order)."""
+    w, reg = "bpf_trampoline_link_prog()", "register_ftrace_direct_multi()"
+    self_cb = "bpf_tramp_ftrace_ops_func(SELF)"
+    return [L(TR, w), OP("arch_prepare_bpf_trampoline(): CALL_ORIG image", "bpf_trampoline_update()"),
+            L(DIRECT, reg), L(FTRACE, "register_ftrace_function_nolock()"),
+            OP("SELF: set SHARE_IPMODIFY, answer -EAGAIN", self_cb),
+            U(FTRACE, "register_ftrace_function_nolock()"), U(DIRECT, reg),
+            OP("again: rebuild with ORIG_STACK", "bpf_trampoline_update()"),
+            L(DIRECT, reg), L(FTRACE, "register_ftrace_function_nolock()"), OP("SELF: answer 0", self_cb),
+            U(FTRACE, "register_ftrace_function_nolock()"), U(DIRECT, reg), U(TR, w), RET("0", w)]
+
+
 def _peer_lock(design: str) -> list[Ins]:
     w = "bpf_tramp_ftrace_ops_func(PEER)"
     if design == "merged":
@@ -147,6 +163,7 @@ DESIGNS = ("merged", "merged-blocking", "rostedt-callback", "rostedt-drop", "son
 THREADS = {
     "bpf_link": lambda design: _bpf_link(),
     "bpf_link2": lambda design: _bpf_link(),
+    "bpf_register": lambda design: _bpf_register(),
     "klp_register": _klp_register,
     "klp_unregister": _klp_unregister,
 }

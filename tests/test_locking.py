@@ -88,3 +88,18 @@ def test_frames_match_their_docstrings():
     assert list(r.df_trace().columns) == _doc_columns(K.Interleavings.df_trace)[:5]
     assert list(K.df_designs(thread_sets=(PAIR,)).columns) == _doc_columns(K.df_designs)
     assert list(K.df_monte_carlo(rates=(10,), holds_ms=(1.0,), trials=10).columns) == _doc_columns(K.df_monte_carlo)
+
+
+@pytest.mark.parametrize("design", ["merged", "rostedt-drop"])
+def test_song_eagain_is_internal(design):
+    # the SELF -EAGAIN and its retry run under tr->mutex, in lock order: never a deadlock with the
+    # livepatch leaving, and the BPF caller is always told 0
+    r = K.interleavings(design, ("bpf_register", "klp_unregister"))
+    assert "DEADLOCK" not in r.outcomes
+    assert all(o.startswith("bpf_register=0") for o in r.outcomes)
+
+
+def test_blocking_disable_peer_deadlocks_too():
+    r = K.interleavings("merged-blocking", ("bpf_register", "klp_unregister"))
+    assert sorted(r.stuck) == ["bpf_register waits for direct_mutex held by klp_unregister",
+                               "klp_unregister waits for tr->mutex held by bpf_register"]
