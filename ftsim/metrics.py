@@ -146,9 +146,30 @@ def _policies(spec) -> list[Policy]:
     return out
 
 
-def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch") -> tuple[pd.DataFrame, dict]:
-    """Run ``arrays`` (and the swapped variant) under ``pols``: (df_workloads, per-event results)."""
+CHUNK = 2000   # workloads per batch run inside compute(): bounds the engine's temporary arrays
+
+
+def _rows(arrays: dict, a: int, b: int) -> dict:
+    return {k: (v[a:b] if isinstance(v, np.ndarray) else v) for k, v in arrays.items()}
+
+
+def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch",
+            progress: bool | None = None) -> tuple[pd.DataFrame, dict]:
+    """Run ``arrays`` (and the swapped variant) under ``pols``: (df_workloads, per-event results).
+    More than ``CHUNK`` workloads run chunk by chunk, with a tqdm bar (``progress=None``: when chunked)."""
     W = arrays["code"].shape[0]
+    if W > CHUNK:
+        from tqdm.auto import tqdm
+        starts = range(0, W, CHUNK)
+        dfs, ress = [], []
+        for a in tqdm(starts, desc="workload chunks", unit="chunk", disable=progress is False):
+            df, res = compute(_rows(arrays, a, a + CHUNK), pols, engine_name)
+            df["workload"] += a
+            dfs.append(df)
+            ress.append(res)
+        df = pd.concat(dfs).sort_values(["policy", "workload"], key=lambda c: c.map(
+            [p.label for p in pols].index) if c.name == "policy" else c, kind="stable").reset_index(drop=True)
+        return df, {k: np.concatenate([r[k] for r in ress], axis=1) for k in ress[0]}
     var = swapped(arrays)
     if engine_name == "batch":
         both = {k: (np.concatenate([arrays[k], var[k]]) if isinstance(arrays[k], np.ndarray) else arrays[k])

@@ -247,9 +247,9 @@ def frame(arrays: dict, w: int = 0) -> pd.DataFrame:
     return pd.DataFrame({
         "time": arrays["time"][w],
         "function": [f"f{x}" for x in arrays["func"][w]],
-        "consumer": np.where(code == 0, None, cons),
+        "consumer": pd.Series(cons, dtype=object).where(code != 0, None),
         "op": op,
-        "handle": [None if x < 0 else f"h{x}" for x in h],
+        "handle": pd.Series([None if x < 0 else f"h{x}" for x in h], dtype=object),
     })
 
 

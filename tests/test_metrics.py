@@ -94,3 +94,13 @@ def test_outcomes_bad_input(kwargs):
 def test_bad_metric_names_the_choices(out):
     with pytest.raises(FtsimError, match="livepatch_refused"):
         out.plot_comparison("nope")
+
+
+def test_chunked_compute_equals_one_piece(monkeypatch):
+    arrays = workload.generate_arrays(workload.resolve("observability"), seed=4, n_events=80, workloads=9)
+    one, res1 = metrics.compute(arrays, policy.all_policies())
+    monkeypatch.setattr(metrics, "CHUNK", 4)
+    many, res2 = metrics.compute(arrays, policy.all_policies(), progress=False)
+    pd.testing.assert_frame_equal(one, many)
+    for k in res1:
+        assert (res1[k] == res2[k]).all()
