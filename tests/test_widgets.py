@@ -7,7 +7,7 @@ import pytest
 from ftsim import policy, widgets
 
 matplotlib.use("Agg")
-ENGINE = "fallback"   # the workload engine under test; "auto" once ftsim.metrics (issue 3) is in
+ENGINE = "auto"   # the workload engine under test (ftsim.metrics when installed)
 
 
 def test_scenario_text_handles_and_impossible_detach():
@@ -162,12 +162,42 @@ def test_workload_dashboard_preset_resets_the_mix_once():
         pytest.skip("one preset only (fallback engine)")
     d.mix_sliders["livepatch"].value = 0.0
     n = d.updates
-    d.preset.value = d.preset.options[-1]
+    other = [p for p in d.preset.options if p != d.preset.value][0]
+    d.preset.value = other
     assert d.updates == n + 1
-    assert d.knobs["preset"] == d.preset.options[-1]
+    assert d.knobs["preset"] == other
 
 
 def test_outcomes_are_seeded():
     a = widgets.outcomes(engine=ENGINE, preset="uniform", seed=3, workloads=10, events=50).df_summary()
     b = widgets.outcomes(engine=ENGINE, preset="uniform", seed=3, workloads=10, events=50).df_summary()
     assert a.equals(b)
+
+
+def test_fallback_engine_still_works():
+    d = widgets.WorkloadDashboard(engine="fallback", workloads=10, events=40)
+    assert d.fallback and "fallback engine" in d.summary() and len(d.df) == len(policy.NAMES)
+    before = d.png
+    d.seed.value = 5
+    assert d.png != before
+
+
+def test_engine_choice_is_checked():
+    with pytest.raises(ValueError, match="allowed: auto, metrics, fallback"):
+        widgets.outcomes(engine="fast")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ftsim.metrics") is None, reason="ftsim.metrics is not installed")
+def test_dashboard_on_the_real_engine_follows_the_presets():
+    from ftsim import workload
+    d = widgets.WorkloadDashboard(workloads=20, events=100)
+    assert not d.fallback and list(d.preset.options) == list(workload.PRESETS)
+    mixes = [set(p["mix"]) for p in workload.PRESETS.values()]
+    assert set(d.mix_sliders) == set().union(*mixes)
+    assert d.knobs["mix"] is None and d.knobs["functions"] is None     # the preset as it is
+    d.preset.value = "bpf-lsm"
+    assert {c for c, s in d.mix_sliders.items() if s.value > 0} == set(workload.PRESETS["bpf-lsm"]["mix"])
+    assert d.knobs["mix"] is None
+    d.mix_sliders["livepatch"].value = 3.0
+    assert d.knobs["mix"]["livepatch"] == 3.0
+    assert d.fig.axes[0].get_title().startswith(d.metric.value)
