@@ -219,12 +219,69 @@ def fingerprint(m: Model) -> tuple:
 
 
 TABLES: dict[int, Tables] = {}
+_SAVED: dict[int, int] = {}   # instances -> number of transitions on disk
+
+
+def cache_dir():
+    """Where tables persist between processes: $FTSIM_CACHE, else ~/.cache/ftsim ("off" disables)."""
+    import os
+    from pathlib import Path
+    d = os.environ.get("FTSIM_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ftsim")
+    return None if d == "off" else Path(d)
+
+
+def _cache_path(instances: int):
+    """The file for these tables, keyed by a hash of every module a transition depends on."""
+    import hashlib
+    import sys
+    from pathlib import Path
+    d = cache_dir()
+    if d is None:
+        return None
+    h = hashlib.sha256(f"{sys.version_info[:2]} {np.__version__} {instances}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.stem not in ("metrics", "plots", "sweep", "bench", "workload", "widgets", "cli"):
+            h.update(path.read_bytes())
+    return d / f"tables-{h.hexdigest()[:20]}.pickle"
 
 
 def tables(instances: int) -> Tables:
     if instances not in TABLES:
-        TABLES[instances] = Tables(instances)
+        TABLES[instances] = _load(instances) or Tables(instances)
+        _SAVED[instances] = TABLES[instances].transitions
     return TABLES[instances]
+
+
+def _load(instances: int) -> Tables | None:
+    path = _cache_path(instances)
+    try:
+        with open(path, "rb") as f:
+            tb = pickle.load(f)
+        return tb if isinstance(tb, Tables) and tb.I == instances else None
+    except Exception:          # noqa: BLE001 - no cache, or an unreadable one: start afresh
+        return None
+
+
+def save():
+    """Write the tables that grew since they were loaded (atomically; called at exit)."""
+    import os
+    for instances, tb in TABLES.items():
+        path = _cache_path(instances)
+        if path is None or tb.transitions == _SAVED.get(instances):
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            with open(tmp, "wb") as f:
+                pickle.dump(tb, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+            _SAVED[instances] = tb.transitions
+        except OSError:
+            pass
+
+
+import atexit  # noqa: E402
+atexit.register(save)
 
 
 def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None) -> dict:

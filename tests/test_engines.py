@@ -1,4 +1,6 @@
 """The batch engine reproduces the reference engine exactly: per event, per metric, every design."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ftsim import batch, engine, metrics, policy, workload
 from ftsim.consumers import NAMES as CONSUMERS
+
+os.environ.setdefault("FTSIM_CACHE", "off")   # these tests build the tables from the model, not from disk
 
 POLICIES = policy.all_policies() + [policy.get("merged", kernel="6.1"), policy.get("merged", kernel="6.12")]
 COLS = ["time", "function", "consumer", "op", "handle"]
@@ -87,3 +91,20 @@ def test_refused_attach_then_detach_is_enoent_in_both_engines():
     r = batch.run(arrays, [policy.get("pre-6.0")])
     assert list(r["ret"][0, 0]) == [0, -16, -2]
     _compare(arrays)
+
+
+def test_tables_persist_between_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTSIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(batch, "TABLES", {})
+    monkeypatch.setattr(batch, "_SAVED", {})
+    arrays = workload.generate_arrays(workload.resolve("bpf-lsm"), seed=9, n_events=100, workloads=5)
+    first = batch.run(arrays, POLICIES)
+    batch.save()
+    assert len(list(tmp_path.glob("tables-*.pickle"))) == 1
+    monkeypatch.setattr(batch, "TABLES", {})
+    again = batch.run(arrays, POLICIES)
+    assert batch.tables(1).transitions == batch._SAVED[1]          # nothing had to be recomputed
+    for k in engine.RESULT_FIELDS:
+        assert (first[k] == again[k]).all()
+    monkeypatch.setenv("FTSIM_CACHE", "off")
+    assert batch._cache_path(1) is None
