@@ -132,7 +132,7 @@ def _bar(total, done, progress):
 
 
 def report(path, out_dir) -> pd.DataFrame:
-    """Summary CSV (``summary.csv``) and PNG plots (one comparison per metric, cost versus safety)."""
+    """Summary CSV (``summary.csv``: one row per policy x metric with mean, ci_low, ci_high) and PNG plots (one comparison per metric, cost versus safety)."""
     from . import plots
     path = Path(path)
     if not path.is_file():
@@ -151,7 +151,8 @@ def report(path, out_dir) -> pd.DataFrame:
     if "policy" not in df.columns:
         raise bad("file", str(path), "a table with a policy column (from ftsim sweep)")
     summary = metrics.summarize(df)
-    summary.to_csv(out_dir / "summary.csv")
+    long = summary.stack(level=0, future_stack=True).rename_axis(["policy", "metric"]).reset_index()
+    long[["policy", "metric", "mean", "ci_low", "ci_high"]].to_csv(out_dir / "summary.csv", index=False)
     what = f"{path.name}: {df['workload'].nunique()} workloads"
     for m in metrics.METRICS:
         if m in summary.columns.get_level_values(0):

@@ -64,6 +64,9 @@ def test_cli_sweep_and_report(tmp_path, capsys):
     files = {p.name for p in (tmp_path / "rep").iterdir()}
     assert {"summary.csv", "livepatch_refused.png", "cost_safety.png"} <= files
     assert (tmp_path / "rep" / "cost_safety.png").read_bytes()[:4] == b"\x89PNG"
+    csv = pd.read_csv(tmp_path / "rep" / "summary.csv")
+    assert list(csv.columns) == ["policy", "metric", "mean", "ci_low", "ci_high"]
+    assert len(csv) == 2 * len(set(csv["metric"])) and set(csv["policy"]) == {"merged", "naive"}
 
 
 @pytest.mark.parametrize("argv, field", [
