@@ -62,7 +62,11 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
         return 0
     name = IPMODIFY_OPS if consumer.post_handler else FTRACE_OPS   # arm_kprobe_ftrace()
     ret = _arm(k, name, func, ctx)
-    if ret:
+    if ret and k.policy.kprobe_arm_error_dropped:
+        ctx.note(f"register_kprobe(): arming failed ({Errno.name_of(ret)}) but 0 is returned (54c79390119d)")
+        k.unarmed.add(func)
+        ret = 0
+    elif ret:
         return ret
     k.probes[func] = (name, [handle])
     return 0
@@ -72,7 +76,10 @@ def detach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
     name, members = k.probes[func]
     members.remove(handle)
     if not members:
-        _disarm(k, name, func, ctx)
+        if func in k.unarmed:
+            k.unarmed.discard(func)
+        else:
+            _disarm(k, name, func, ctx)
         del k.probes[func]
     return 0
 

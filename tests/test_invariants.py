@@ -97,3 +97,15 @@ def test_policy_keeps_its_invariants(label):
 def test_keeps_names_real_invariants():
     for kept in KEEPS.values():
         assert kept <= set(INVARIANTS)
+
+
+def test_dropped_kprobe_arm_error_is_told_but_not_attached():
+    """6.14+ (54c79390119d): register_kprobe() returns 0 although arming beside a livepatch failed."""
+    m = Model(policy.get("merged", kprobe_arm_error_dropped=True))
+    m.attach("livepatch", "f", "lp")
+    step = m.attach("kprobe-post", "f", "kp")
+    assert (step.ret, step.attached) == (0, False)
+    assert TOLD_IMPLIES_ATTACHED in step.violations
+    assert m.detach("kp").violations == []
+    plain = Model(policy.get("merged")).attach("livepatch", "f")
+    assert plain.ret == 0
