@@ -49,7 +49,7 @@ class Tables:
         self.init: dict[Policy, int] = {}
         cap = 64
         self.next = np.full(cap * self.K, -1, np.int32)
-        self.tr = np.zeros((5, cap * self.K), np.int16)       # ret attached callbacks retries regens
+        self.tab = np.zeros(cap * self.K, REC)                # every result of a transition, 16 bytes
         self.st = np.zeros((7, cap), np.int16)                # viol lp wr body src agg klp
         self.final: list = []                                 # semantic final state per state id
         ck = np.zeros(self.NCODE, bool)
@@ -62,10 +62,9 @@ class Tables:
             lpc[code] = c == "livepatch"
         self.code_kprobe, self.code_ops, self.code_lp = ck, cops, lpc
         # passive list consumers (mechanism LIST) never conflict and change nothing a step reports:
-        # their events step the state like a call, and their own results are constant
+        # their events leave the state as it is, with constant results (ret 0, no callbacks)
         self.passive = np.array([code > 0 and CATALOG[decode(code, instances)[1]].mechanism == LIST
                                  for code in range(self.NCODE)])
-        self.state_code = np.where(self.passive, 0, np.arange(self.NCODE))
         self.transitions = 0
 
     # -- states ----------------------------------------------------------------------------------
@@ -97,11 +96,11 @@ class Tables:
         cap = self.st.shape[1] * 2
         nxt = np.full(cap * self.K, -1, np.int32)
         nxt[:self.next.size] = self.next
-        tr = np.zeros((5, cap * self.K), np.int16)
-        tr[:, :self.tr.shape[1]] = self.tr
+        tab = np.zeros(cap * self.K, REC)
+        tab[:self.tab.size] = self.tab
         st = np.zeros((7, cap), np.int16)
         st[:, :self.st.shape[1]] = self.st
-        self.next, self.tr, self.st = nxt, tr, st
+        self.next, self.tab, self.st = nxt, tab, st
 
     def final_ids(self) -> np.ndarray:
         """Per state id: an id of its semantic final state (equal ids: same attachments and breaks)."""
@@ -123,12 +122,18 @@ class Tables:
                 continue
             s, rest = divmod(key, self.K)
             code, ctx = divmod(rest, NCTX)
-            m = pickle.loads(self.snap[s])
-            res, refused_detach = self._apply(m, code, ctx)
-            canonicalise(m, refused_detach)
-            ns = self._intern(m)
+            if self.passive[code]:          # no state change, constant results (see __init__)
+                ns, res = s, (0, code % 2, 0, 0, 0)
+            else:
+                m = pickle.loads(self.snap[s])
+                res, refused_detach = self._apply(m, code, ctx)
+                canonicalise(m, refused_detach)
+                ns = self._intern(m)
             self.next[key] = ns
-            self.tr[:, key] = res
+            viol, lp, wr, body, src = (int(v) for v in self.st[:5, ns])
+            if code:
+                body = src = -1
+            self.tab[key] = (*res, viol, lp, wr, body, src, b"")
             self.transitions += 1
 
     def _apply(self, m: Model, code: int, ctx: int):
@@ -299,7 +304,7 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     S = np.repeat(init, W * Fn).astype(np.int64)
     rowbase = (np.arange(R, dtype=np.int64) * Fn)
     idx = (np.tile(func.T.astype(np.int64), (1, P)) + rowbase)            # (T, R)
-    c3 = np.tile(tb.state_code[code.T].astype(np.int64) * NCTX, (1, P))  # (T, R)
+    c3 = np.tile(code.T.astype(np.int64) * NCTX, (1, P))                  # (T, R)
     kp = tb.code_kprobe[code.T]                                           # (T, W)
     lpe = tb.code_lp[code.T]
     krows = [np.flatnonzero(np.tile(kp[t], P)) for t in range(T)]
@@ -350,23 +355,15 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     return _decode(tb, keys, code[:keep], S.reshape(P, W, Fn) if want_final else None)
 
 
+#: every per-event result of a transition, packed so that one gather fetches them all
+REC = np.dtype([("ret", "<i2"), ("attached", "i1"), ("callbacks", "i1"), ("retries", "i1"),
+                ("regenerations", "i1"), ("viol", "i1"), ("lp", "i1"), ("wr", "i1"), ("body", "i1"),
+                ("src", "i1"), ("pad", "V5")])
+
+
 def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
-    ns = tb.next[keys]
-    out = {}
-    for j, name in enumerate(("ret", "attached", "callbacks", "retries", "regenerations")):
-        out[name] = tb.tr[j][keys]
-    for j, name in enumerate(("viol", "lp", "wr", "body", "src")):
-        out[name] = tb.st[j][ns]
-    call = code == 0
-    passive = tb.passive[code]
-    if passive.any():
-        att = code % 2 == 1
-        out["ret"] = np.where(passive, 0, out["ret"])
-        out["attached"] = np.where(passive, att, out["attached"])
-        for name in ("callbacks", "retries", "regenerations"):
-            out[name] = np.where(passive, 0, out[name])
-    out["body"] = np.where(call, out["body"], -1)
-    out["src"] = np.where(call, out["src"], -1)
+    g = tb.tab[np.ascontiguousarray(keys)]
+    out = {name: g[name] for name in RESULT_FIELDS}
     if final is not None:
         out["final"] = final
     return out
