@@ -124,10 +124,6 @@ def plan(scens: list[Scen], start: int) -> tuple[str, list[Planned]]:
                     slot = str(idx)
                 else:
                     slot = "-"
-                if slot in used and slot != "-":
-                    lines.append(f"U {idx} {st.consumer}")
-                    planned.append(Planned(sc, st, idx, None))
-                    continue
                 live.append((st.consumer, slot, st.function, st.handle))
                 lines.append(f"A {idx} {st.consumer} {slot} {st.function} {st.handle}")
                 planned.append(Planned(sc, st, idx, slot))
@@ -174,8 +170,8 @@ def boot(args, script: str, nsteps: int, n: int) -> tuple[str, float, bool]:
     initrd.write_bytes(base + cpio_newc({"lab/steps.sh": script.encode()}))
     (bdir / f"boot-{n}.steps.sh").write_text(script)
     log = bdir / f"boot-{n}.log"
-    timeout = min(args.max_boot_seconds, 40 + 3 * nsteps)
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic",
+    timeout = min(args.max_boot_seconds, 30 + 2 * nsteps)
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic",
            "-no-reboot", "-kernel", args.kernel, "-initrd", str(initrd),
            "-append", "console=ttyS0 panic=-1 oops=panic quiet ftsim_lab"]
     t0 = time.time()
@@ -282,6 +278,9 @@ def value_map(func: str, v: str, planned: Planned):
     return "orig", "orig", "orig"
 
 
+planned_result: dict = {}
+
+
 def hook_value(func: str, raw: str, planned: Planned):
     try:
         v = int(raw) & 0xffffffff          # int returns: the kernel leaves the upper half of rax alone
@@ -289,15 +288,21 @@ def hook_value(func: str, raw: str, planned: Planned):
     except ValueError:
         pass
     if func == "cmdline_proc_show":
-        # fexit/kretprobe of cmdline_proc_show only see 0; tell bodies apart by which body ran
-        return None
+        # both bodies of cmdline_proc_show return 0: the hook saw whichever body ran
+        return planned_result.get(planned.idx) if raw == "0" else raw
     return value_map(func, raw, planned)[2]
 
 
 def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None, crash_note: str | None):
     rows = []
+    ok = set()          # (scenario, handle) whose attach left the consumer attached
     for p in planned:
         st = p.step
+        o = by.get(p.idx)
+        if st.op == "attach" and o and o.get("ATT", ["0"])[0].strip() == "1":
+            ok.add((p.scen.name, st.handle))
+        if st.op == "call":
+            p.live = [e for e in p.live if (p.scen.name, e[3]) in ok]
         d = {"file": p.scen.name, "line": st.line, "step": None, "op": st.op, "consumer": st.consumer,
              "function": st.function, "handle": st.handle, "ret": None, "attached": None,
              "callbacks": None, "retries": None, "regenerations": None, "record": None,
@@ -324,6 +329,7 @@ def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None
             if st.op == "call" and "VAL" in o:
                 raw = o["VAL"][0]
                 body, res, _ = value_map(st.function, raw, p)
+                planned_result[p.idx] = res
                 cnt0 = dict(x.split("=", 1) for x in o.get("CNT0", [""])[0].split() if "=" in x)
                 cnt1 = dict(x.split("=", 1) for x in o.get("CNT1", [""])[0].split() if "=" in x)
                 hits = {h: int(cnt1[h].split("/")[0]) - int(cnt0.get(h, "0/0").split("/")[0]) for h in cnt1}

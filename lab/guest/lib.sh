@@ -11,6 +11,8 @@ mkdir -p $TI 2>/dev/null
 echo 0 > $T/tracing_on; echo 1 > $T/tracing_on
 
 out() { echo "@@$*"; }
+# names a function's ftrace record may carry: SYSCALL_DEFINE0 makes __x64_sys_X an alias of __do_sys_X
+names_re() { case "$1" in __x64_sys_*) echo "($1|__do_sys_${1#__x64_sys_})" ;; *) echo "$1" ;; esac; }
 # one line of the console per message (no newlines inside)
 oneline() { tr '\n' ' ' | tr -s ' '; }
 
@@ -38,7 +40,8 @@ attached() {  # consumer slot function handle
 	livepatch) [ "$(cat $LP/$2/enabled 2>/dev/null)" = 1 ] ;;
 	kprobe|kprobe-post|kretprobe)
 		t=k; [ $1 = kretprobe ] && t=r
-		[ -d /sys/module/$2 ] && grep -q "  $t  $3+0x0" $DBG/kprobes/list 2>/dev/null && ! grep "  $t  $3+0x0" $DBG/kprobes/list | grep -q DISABLED ;;
+		re="  $t  $(names_re $3)\+0x0"
+		[ -d /sys/module/$2 ] && grep -Eq "$re" $DBG/kprobes/list 2>/dev/null && ! grep -E "$re" $DBG/kprobes/list | grep -q DISABLED ;;
 	ftrace-ops|direct) [ "$(cat /sys/module/$2/initstate 2>/dev/null)" = live ] ;;
 	bpf-*) [ -e /sys/fs/bpf/$4 ] ;;
 	function-tracer) [ "$(cat $TI/current_tracer)" = function ] && grep -q "^$3\$" $TI/set_ftrace_filter ;;
@@ -52,8 +55,24 @@ wr() {  # write $1 to file $2, print the error message if any
 	{ echo "$1" > "$2"; } 2>&1 | oneline
 }
 
+owner_var() {  # the variable that names the handle owning a module or tracer slot
+	case "$1" in
+	function-tracer) echo owner_ft ;; function-graph) echo owner_fg ;; fail-function) echo owner_ff ;;
+	bpf-*|fprobe*) echo "" ;; *) echo "owner_$2" ;;
+	esac
+}
+
 do_attach() {  # consumer slot function handle -> prints error text (empty = success) ; sets rc
 	c=$1; s=$2; f=$3; h=$4; msg=""; rc=0
+	ov=$(owner_var $c $s)
+	if [ -n "$ov" ] && [ -n "$(eval echo \$$ov)" ]; then
+		msg="UNAVAILABLE $c: its one module or tracer slot is taken by $(eval echo \$$ov)"; rc=1; return
+	fi
+	do_attach1 "$@"
+	[ -n "$ov" ] && attached $c $s $f $h && eval $ov=$h
+}
+
+do_attach1() {
 	case "$c" in
 	livepatch)
 		msg=$(insmod /lab/mod/$s.ko func=$f 2>&1 | oneline); [ -d /sys/module/$s ] || rc=1
@@ -90,6 +109,11 @@ do_attach() {  # consumer slot function handle -> prints error text (empty = suc
 
 do_detach() {  # consumer slot function handle
 	c=$1; s=$2; f=$3; h=$4; msg=""; rc=0
+	ov=$(owner_var $c $s)
+	if [ -n "$ov" ]; then
+		if [ "$(eval echo \$$ov)" != "$h" ]; then msg="NOFILE $h was not attached"; rc=1; return; fi
+		eval $ov=
+	fi
 	case "$c" in
 	livepatch)
 		if [ -d $LP/$s ]; then
@@ -113,8 +137,9 @@ do_detach() {  # consumer slot function handle
 report() {  # idx function ; kernel messages since the last step, and the record
 	k=$(dmesg -c 2>/dev/null | grep -E "WARNING:|BUG:|Oops|livepatch:|ftrace|bpf|kprobe|Call Trace|RIP:" | grep -v "FTSLAB" | head -12 | oneline)
 	[ -n "$k" ] && out "KMSG $1 $k"
-	r=$(grep "^$2 " $T/enabled_functions | head -1 | tr '\t' ' ')
+	r=$(grep -E "^$(names_re $2) " $T/enabled_functions | head -1 | tr '\t' ' ')
 	out "REC $1 $r"
+	[ -z "$r" ] && [ -n "$(cat $T/enabled_functions)" ] && out "RECALL $1 $(cat $T/enabled_functions | head -3 | oneline)"
 }
 
 S() { out "SCEN $1"; dmesg -c >/dev/null 2>&1; }
