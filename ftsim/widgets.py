@@ -50,7 +50,7 @@ class Dashboard:
     """Knobs + a figure (PNG) + a table; subclasses define ``controls`` and ``compute()``."""
 
     title = ""
-    dpi = 72
+    dpi = 90
 
     def __init__(self):
         self.df: pd.DataFrame | None = None
@@ -58,7 +58,7 @@ class Dashboard:
         self.png = b""
         self.last_update_seconds = 0.0
         self.updates = 0
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", width="auto", object_fit="contain"))
         self.table = W.HTML()
         self.status = W.HTML()
 
@@ -89,7 +89,7 @@ class Dashboard:
         return self
 
     def table_html(self) -> str:
-        return "" if self.df is None else self.df.to_html(max_rows=40)
+        return "" if self.df is None else self.df.to_html(max_rows=40, float_format=lambda x: f"{x:.4f}")
 
     def _watch(self):
         for w in self.controls:

@@ -130,6 +130,9 @@ def test_slider_moves_the_plot(lab):
             latency = time.monotonic() - t_move
             value_after = page.locator(f"{slider} .widget-readout").first.text_content()
             status = page.locator(".jp-OutputArea-output .widget-html-content small").first.inner_text()
+            if os.environ.get("FTSIM_BROWSER_SCREENSHOT"):
+                img.scroll_into_view_if_needed()
+                page.screenshot(path=os.environ["FTSIM_BROWSER_SCREENSHOT"])
         finally:
             browser.close()
     result = {"slider": label, "from": value_before, "to": value_after, "browser_latency_s": round(latency, 3),
