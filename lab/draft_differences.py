@@ -64,6 +64,8 @@ def reason(d, obs_rows):
         return R["ftrace_dead"]
     if any("Failed to disarm kprobe-ftrace" in " ".join(r.get("notes", [])) for r in prior):
         return R["kprobe_aggr"]
+    if row.get("consumer") in BPF_TRACING and (row.get("function") or "").startswith("__x64_sys_"):
+        return R["nobtf"]
     if "not run in the lab" in notes or "slot is taken" in notes:
         return R["onemodule"]
     if names & set(NO_FPROBE):
