@@ -12,6 +12,8 @@ from ftsim.consumers import NAMES as CONSUMERS
 os.environ.setdefault("FTSIM_CACHE", "off")   # these tests build the tables from the model, not from disk
 
 POLICIES = policy.all_policies() + [policy.get("merged", kernel="6.1"), policy.get("merged", kernel="6.12")]
+if "kprobe_arm_error_dropped" in {f.name for f in __import__("dataclasses").fields(policy.Policy)}:
+    POLICIES.append(policy.get("merged", kprobe_arm_error_dropped=True))
 COLS = ["time", "function", "consumer", "op", "handle"]
 
 
@@ -108,3 +110,18 @@ def test_tables_persist_between_processes(tmp_path, monkeypatch):
         assert (first[k] == again[k]).all()
     monkeypatch.setenv("FTSIM_CACHE", "off")
     assert batch._cache_path(1) is None
+
+
+@pytest.mark.skipif("kprobe_arm_error_dropped" not in {f.name for f in __import__("dataclasses").fields(policy.Policy)},
+                    reason="policy choice not in this core")
+def test_an_unarmed_probe_holds_no_shared_ops():
+    """With the arming error dropped, kprobe-post on a livepatched f0 is told 0 but holds no ops; the
+    next kprobe-post (on f1) must still register kprobe_ipmodify_ops and ask f1's trampoline (PEER)."""
+    rows = [(0.0, "f1", "bpf-fexit", "attach", "a"), (1.0, "f0", "livepatch", "attach", "lp"),
+            (2.0, "f0", "kprobe-post", "attach", "k0"), (3.0, "f1", "kprobe-post", "attach", "k1"),
+            (4.0, "f0", "kprobe-post", "detach", "k0"), (5.0, "f1", None, "call", None)]
+    arrays = workload.from_frame(pd.DataFrame(rows, columns=COLS))
+    p = policy.get("merged", kprobe_arm_error_dropped=True)
+    r = engine.run(arrays, p, memo_calls=False)
+    assert r["ret"][0, 2] == 0 and r["callbacks"][0, 3] >= 1
+    _compare(arrays, [p])
