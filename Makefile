@@ -14,6 +14,7 @@ export JUPYTER_RUNTIME_DIR := $(CURDIR)/.jupyter/runtime
 export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
 export MPLCONFIGDIR := $(CURDIR)/.jupyter/mpl
 export MPLBACKEND := Agg
+export FTSIM_CACHE := $(CURDIR)/.cache/ftsim
 export PYTHONHASHSEED := 0
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -50,4 +51,4 @@ kernel-lab:
 	bash lab/kernel-lab.sh
 
 clean:
-	rm -rf $(VENV) .jupyter .pytest_cache .hypothesis
+	rm -rf $(VENV) .jupyter .cache .pytest_cache .hypothesis
