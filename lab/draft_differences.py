@@ -4,6 +4,9 @@ decided by the rules below (what the kernel lab knows about Debian's 6.1).  Rows
 the reason UNEXPLAINED and must be looked at (the agreement test fails on them).
 
     .venv/bin/python lab/draft_differences.py data/kernel/observed-6.1.0-56-amd64.jsonl > data/kernel/known-differences.csv
+
+Steps after a crash vary from run to run (how far a crashing scenario gets), so the committed CSV is the
+union of the drafts of several runs.
 """
 import csv
 import json
