@@ -2,6 +2,8 @@
 (data/kernel/observed-*.jsonl, written by `make kernel-lab`; no QEMU needed here) is compared step by
 step with the model at the observed kernel version, on ret, record (count + flags), attached, body_ran
 and result_from.  Each difference must be listed, with a reason, in data/kernel/known-differences.csv.
+A row `FILE,*,*,*,*,reason` covers the steps of a scenario file that crashed the guest from its first
+kernel WARNING on: how far such a file gets varies from run to run.
 """
 import csv
 import importlib.util
@@ -33,9 +35,18 @@ def test_known_differences_have_reasons():
 
 @pytest.mark.parametrize("path", OBSERVED, ids=[p.name for p in OBSERVED])
 def test_model_agrees_with_kernel(path):
+    import json
     known = _known()
+    wild = {k[0] for k in known if k[1:] == ("*", "*", "*", "*")}
+    after_warn = set()            # (file, line) of crashed files from the first kernel WARNING on
+    warned = set()
+    for d in (json.loads(l) for l in open(path)):
+        if d["crashed"] and (d["file"] in warned or any("WARNING" in n for n in d.get("notes", []))):
+            warned.add(d["file"])
+            after_warn.add((d["file"], str(d["line"])))
     diffs = _compare().differences(path)
-    unexplained = [d for d in diffs if (d["file"], d["line"], d["field"], d["observed"], d["model"]) not in known]
+    unexplained = [d for d in diffs if (d["file"], d["line"], d["field"], d["observed"], d["model"]) not in known
+                   and not (d["file"] in wild and (d["file"], d["line"]) in after_warn)]
     msg = "\n".join(f"{d['file']}:{d['line']} {d['field']}: kernel {d['observed']}, model {d['model']}"
                     for d in unexplained[:40])
     assert not unexplained, (f"{len(unexplained)} differences between the kernel lab and the model are not in "
