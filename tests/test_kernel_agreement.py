@@ -6,21 +6,15 @@ A row `FILE,*,*,*,*,reason` covers the steps of a scenario file that crashed the
 kernel WARNING on: how far such a file gets varies from run to run.
 """
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from ftsim import observed
+
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVED = sorted((ROOT / "data/kernel").glob("observed-*.jsonl"))
 KNOWN = ROOT / "data/kernel/known-differences.csv"
-
-
-def _compare():
-    spec = importlib.util.spec_from_file_location("lab_compare", ROOT / "lab/compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _known():
@@ -44,7 +38,7 @@ def test_model_agrees_with_kernel(path):
         if d["crashed"] and (d["file"] in warned or any("WARNING" in n for n in d.get("notes", []))):
             warned.add(d["file"])
             after_warn.add((d["file"], str(d["line"])))
-    diffs = _compare().differences(path)
+    diffs = observed.differences(path)
     unexplained = [d for d in diffs if (d["file"], d["line"], d["field"], d["observed"], d["model"]) not in known
                    and not (d["file"] in wild and (d["file"], d["line"]) in after_warn)]
     msg = "\n".join(f"{d['file']}:{d['line']} {d['field']}: kernel {d['observed']}, model {d['model']}"
@@ -60,3 +54,9 @@ def test_observations_cover_steps():
         assert rows, f"{path.name} is empty"
         for d in rows:
             assert {"file", "line", "op", "ret", "record", "attached", "kernel", "crashed"} <= d.keys()
+
+
+def test_agreement_table_accounts_for_every_field():
+    table = observed.df_agreement()
+    assert len(table) > 0 and (table.agree + table.explained == table.compared).all()
+    assert table.agree.sum() > table.explained.sum()
