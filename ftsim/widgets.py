@@ -478,137 +478,12 @@ MIX_CONSUMERS = ("livepatch", "kprobe-post", "kprobe", "fail-function", "functio
 #: workloads per dashboard update: 200 x 200 events x 5 designs redraws in 0.2-0.4 s on a busy 2-core
 #: machine (1,000 took 2.5 s there); the static cells of notebook 5 use 1,000
 DASHBOARD_WORKLOADS = 200
-FALLBACK_METRICS = ("livepatch_refused", "other_refused", "retries_per_1k", "regenerations_per_1k",
-                    "bypass_call_share", "discard_call_share")
-FALLBACK_PRESETS = {
-    "uniform": dict(functions=8, mix={c: 1.0 for c in MIX_CONSUMERS},
-                    description="every consumer equally likely (fallback preset)"),
-}
 
 
-def _metrics_api():
-    """``(ftsim.metrics, ftsim.workload)`` when the workload engine (issue 3) is installed, else None."""
-    try:
-        from . import metrics, workload
-    except ImportError:
-        return None
-    return metrics, workload
-
-
-class ReferenceOutcomes:
-    """A small stand-in for ``ftsim.metrics.Outcomes`` used only when that module is absent: random
-    attach/detach/call events replayed through the reference ``Model``, the same events under every
-    design (common random numbers), means with 95% normal confidence intervals over workloads."""
-
-    def __init__(self, preset="uniform", policies="all", workloads=30, events=80, seed=0, mix=None,
-                 functions=None):
-        import numpy as np
-
-        p = FALLBACK_PRESETS[preset]
-        self.mix = dict(p["mix"] if mix is None else mix)
-        self.functions = int(functions or p["functions"])
-        self.policies = [as_policy(x) for x in (NAMES_ALL if policies == "all" else policies)]
-        rng = np.random.default_rng(seed)
-        self.workloads = [self._events(rng, events) for _ in range(workloads)]
-        rows = []
-        for pol in self.policies:
-            for w, evs in enumerate(self.workloads):
-                rows.append({"policy": pol.label, "workload": w, **self._run(pol, evs)})
-        self._df = pd.DataFrame(rows)
-
-    def _events(self, rng, n):
-        names = [c for c, wgt in self.mix.items() if wgt > 0] or ["kprobe"]
-        weights = [self.mix.get(c, 0) or 1.0 for c in names]
-        pop = [1 / (i + 1) for i in range(self.functions)]
-        live, out, k = [], [], 0
-        for _ in range(n):
-            r = rng.random()
-            func = f"f{rng.choice(self.functions, p=[x / sum(pop) for x in pop])}"
-            if live and r < 0.3:
-                out.append(("detach", live.pop(int(rng.integers(len(live)))), None))
-            elif r < 0.55:
-                out.append(("call", None, func))
-            else:
-                k += 1
-                c = names[rng.choice(len(names), p=[x / sum(weights) for x in weights])]
-                out.append(("attach", (c, f"h{k}"), func))
-                live.append(f"h{k}")
-        return out
-
-    @staticmethod
-    def _run(pol, evs) -> dict:
-        m = Model(pol)
-        lp = lp_bad = other = other_bad = retries = regens = calls = bypass = discard = 0
-        for op, arg, func in evs:
-            if op == "attach":
-                st = m.attach(arg[0], func, arg[1])
-                if arg[0] == "livepatch":
-                    lp, lp_bad = lp + 1, lp_bad + (st.ret != 0)
-                else:
-                    other, other_bad = other + 1, other_bad + (st.ret != 0)
-            elif op == "detach":
-                h = m.kernel.handles[arg]
-                if h.detached:
-                    continue
-                st = m.detach(arg)
-            else:
-                st = m.call(func)
-                calls += 1
-                bypass += "NoSilentBypass" in st.violations
-                discard += "NoSilentDiscard" in st.violations
-            retries, regens = retries + st.retries, regens + st.regenerations
-        n = len(evs) or 1
-        return {"livepatch_refused": lp_bad / lp if lp else 0.0, "other_refused": other_bad / other if other else 0.0,
-                "retries_per_1k": 1000 * retries / n, "regenerations_per_1k": 1000 * regens / n,
-                "bypass_call_share": bypass / calls if calls else 0.0,
-                "discard_call_share": discard / calls if calls else 0.0}
-
-    def df_workloads(self) -> pd.DataFrame:
-        """One row per (policy, workload), one column per metric."""
-        return self._df.copy()
-
-    def df_summary(self) -> pd.DataFrame:
-        """Policy x metric: ``mean``, ``ci_low``, ``ci_high`` (95%, normal approximation)."""
-        g = self._df.groupby("policy", sort=False)[list(FALLBACK_METRICS)]
-        mean, sem = g.mean(), g.sem().fillna(0.0)
-        parts = {m: pd.DataFrame({"mean": mean[m], "ci_low": (mean[m] - 1.96 * sem[m]).clip(lower=0),
-                                  "ci_high": mean[m] + 1.96 * sem[m]}) for m in FALLBACK_METRICS}
-        return pd.concat(parts, axis=1).round(4)
-
-    def plot_comparison(self, metric: str = "livepatch_refused"):
-        import matplotlib.pyplot as plt
-
-        s = self.df_summary()[metric]
-        fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
-        ax.bar(s.index, s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]], capsize=4,
-               color="#7aa6d6")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric} per design (mean, 95% CI over {len(self.workloads)} workloads)")
-        return fig
-
-
-NAMES_ALL = policies.NAMES
-
-
-def _api(engine: str):
-    if engine not in ("auto", "metrics", "fallback"):
-        raise ValueError(f"engine: {engine!r} is unknown; allowed: auto, metrics, fallback")
-    api = None if engine == "fallback" else _metrics_api()
-    if engine == "metrics" and api is None:
-        raise ImportError("engine='metrics': ftsim.metrics is not installed")
-    return api
-
-
-def outcomes(engine: str = "auto", **knobs):
-    """``ftsim.metrics.Outcomes(**knobs)``, or ``ReferenceOutcomes`` (smaller defaults) without it
-    (``engine``: auto, metrics or fallback)."""
-    api = _api(engine)
-    return api[0].Outcomes(**knobs) if api else ReferenceOutcomes(**knobs)
-
-
-def engine_name(engine: str = "auto") -> str:
-    """Which engine computes the workload outcomes: ``ftsim.metrics`` or the fallback."""
-    return "ftsim.metrics" if _api(engine) else "fallback (widgets.ReferenceOutcomes)"
+def outcomes(**knobs):
+    """The workload outcomes behind the dashboard: ``ftsim.metrics.Outcomes(**knobs)``."""
+    from . import metrics
+    return metrics.Outcomes(**knobs)
 
 
 class WorkloadDashboard(Dashboard):
@@ -619,16 +494,11 @@ class WorkloadDashboard(Dashboard):
 
     def __init__(self, preset: str = "uniform", metric: str | None = None, designs=policies.NAMES,
                  workloads: int | None = None, events: int | None = None, seed: int = 0,
-                 functions_: int | None = None, mix: dict | None = None, engine: str = "auto"):
+                 functions_: int | None = None, mix: dict | None = None):
+        from . import metrics, workload
         super().__init__()
-        api = _api(engine)
-        if api is None:
-            self._outcomes, presets, metric_names = ReferenceOutcomes, FALLBACK_PRESETS, FALLBACK_METRICS
-            workloads, events = workloads or 30, events or 80
-        else:
-            self._outcomes, presets, metric_names = api[0].Outcomes, api[1].PRESETS, tuple(api[0].METRICS)
-            workloads, events = workloads or DASHBOARD_WORKLOADS, events or 200
-        self.fallback = api is None
+        presets, metric_names = workload.PRESETS, tuple(metrics.METRICS)
+        workloads, events = workloads or DASHBOARD_WORKLOADS, events or 200
         self._presets = presets
         self.preset = W.Dropdown(options=list(presets), value=preset, description="preset")
         self.metric = W.Dropdown(options=list(metric_names), value=metric or metric_names[0], description="metric")
@@ -688,7 +558,7 @@ class WorkloadDashboard(Dashboard):
                     events=self.events, seed=self.seed.value, functions=functions, mix=mix or None)
 
     def outcomes(self):
-        return self._outcomes(**self.knobs)
+        return outcomes(**self.knobs)
 
     def compute(self):
         out = self.outcomes()
@@ -696,9 +566,8 @@ class WorkloadDashboard(Dashboard):
         return out.df_summary()[self.metric.value], fig
 
     def summary(self) -> str:
-        extra = " (fallback engine: ftsim.metrics is not installed)" if self.fallback else ""
         return (f"{self.preset.value}: {self.workloads.value} workloads x {self.events} events, "
-                f"{self.functions.value} functions, seed {self.seed.value}{extra}")
+                f"{self.functions.value} functions, seed {self.seed.value}")
 
 
 # -- Notebook 1: the call path -----------------------------------------------------------------------

@@ -7,7 +7,6 @@ import pytest
 from ftsim import policy, widgets
 
 matplotlib.use("Agg")
-ENGINE = "auto"   # the workload engine under test (ftsim.metrics when installed)
 
 
 def test_scenario_text_handles_and_impossible_detach():
@@ -139,7 +138,7 @@ def test_pair_costs_and_labelled_variants():
 
 
 def test_workload_dashboard_slider_recomputes_quickly():
-    d = widgets.WorkloadDashboard(engine=ENGINE)
+    d = widgets.WorkloadDashboard()
     assert list(d.df.columns) == ["mean", "ci_low", "ci_high"]
     assert list(d.df.index) == list(policy.NAMES)
     assert (d.df["ci_low"] <= d.df["mean"]).all() and (d.df["mean"] <= d.df["ci_high"]).all()
@@ -157,9 +156,8 @@ def test_workload_dashboard_slider_recomputes_quickly():
 
 
 def test_workload_dashboard_preset_resets_the_mix_once():
-    d = widgets.WorkloadDashboard(engine=ENGINE)
-    if len(d.preset.options) < 2:
-        pytest.skip("one preset only (fallback engine)")
+    d = widgets.WorkloadDashboard()
+    assert len(d.preset.options) >= 2
     d.mix_sliders["livepatch"].value = 0.0
     n = d.updates
     other = [p for p in d.preset.options if p != d.preset.value][0]
@@ -169,29 +167,15 @@ def test_workload_dashboard_preset_resets_the_mix_once():
 
 
 def test_outcomes_are_seeded():
-    a = widgets.outcomes(engine=ENGINE, preset="uniform", seed=3, workloads=10, events=50).df_summary()
-    b = widgets.outcomes(engine=ENGINE, preset="uniform", seed=3, workloads=10, events=50).df_summary()
+    a = widgets.outcomes(preset="uniform", seed=3, workloads=10, events=50).df_summary()
+    b = widgets.outcomes(preset="uniform", seed=3, workloads=10, events=50).df_summary()
     assert a.equals(b)
 
 
-def test_fallback_engine_still_works():
-    d = widgets.WorkloadDashboard(engine="fallback", workloads=10, events=40)
-    assert d.fallback and "fallback engine" in d.summary() and len(d.df) == len(policy.NAMES)
-    before = d.png
-    d.seed.value = 5
-    assert d.png != before
-
-
-def test_engine_choice_is_checked():
-    with pytest.raises(ValueError, match="allowed: auto, metrics, fallback"):
-        widgets.outcomes(engine="fast")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ftsim.metrics") is None, reason="ftsim.metrics is not installed")
 def test_dashboard_on_the_real_engine_follows_the_presets():
     from ftsim import workload
     d = widgets.WorkloadDashboard(workloads=20, events=100)
-    assert not d.fallback and list(d.preset.options) == list(workload.PRESETS)
+    assert list(d.preset.options) == list(workload.PRESETS)
     mixes = [set(p["mix"]) for p in workload.PRESETS.values()]
     assert set(d.mix_sliders) == set().union(*mixes)
     assert d.knobs["mix"] is None and d.knobs["functions"] is None     # the preset as it is
