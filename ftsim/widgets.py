@@ -355,37 +355,12 @@ def df_invariant_breaks(policy_list=None, depth: int = 3, function: str = PAIR_F
 
 
 def _shortest_breaks(pol, depth: int, function: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    frontier = [()]
-    for _ in range(depth):
-        nxt = []
-        for seq in frontier:
-            _, live = _replay(pol, seq, function)
-            for move in [("attach", c) for c in consumers.NAMES] + [("detach", h) for h in live]:
-                model, _ = _replay(pol, seq, function)
-                step = model.attach(move[1], function) if move[0] == "attach" else model.detach(move[1])
-                new_seq = seq + (move,)
-                for v in step.violations:
-                    found.setdefault(v, _describe(new_seq))
-                nxt.append(new_seq)
-        if len(found) == len(INVARIANTS):
-            break
-        frontier = nxt
-    return found
-
-
-def _replay(pol, seq, function):
-    m = Model(pol)
-    live = []
-    for op, arg in seq:
-        if op == "attach":
-            st = m.attach(arg, function)
-            if st.ret == 0:
-                live.append(st.handle)
-        else:
-            m.detach(arg)
-            live.remove(arg)
-    return m, live
+    """The explorer's shortest counterexample per invariant, over every consumer, written as steps."""
+    from . import explore
+    ex = explore.explore(pol, consumers=consumers.NAMES, functions=1, max_len=depth)
+    return {inv: _describe([(r["op"], r["consumer"] if r["op"] == "attach" else r["handle"] or r["function"])
+                            for r in rows])
+            for inv, rows in ex.counterexamples().items()}
 
 
 def _describe(seq) -> str:
