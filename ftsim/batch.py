@@ -168,7 +168,7 @@ def canonicalise(m: Model, refused_detach: str | None):
     for name in [n for n, h in k.handles.items() if (h.detached and not h.told) or n == refused_detach]:
         del k.handles[name]
     entry = k.probes.get(F)
-    held = entry if F not in getattr(k, "unarmed", ()) else None    # an unarmed aggregate holds no ops
+    held = entry if F not in k.unarmed else None    # an unarmed aggregate holds no ops
     for name, ops in k.kprobe_ops.items():
         if held is not None and held[0] == name:
             ops.enabled, ops.funcs, k.kprobe_cnt[name] = True, {F}, 1
@@ -219,7 +219,7 @@ def fingerprint(m: Model) -> tuple:
         trk = (_ops_key(tr.ops), tuple((p.handle, p.kind, p.skips) for p in tr.progs), tr.flags.value,
                None if tr.live_flags is None else tr.live_flags.value,
                tuple((p.handle, p.kind, p.skips) for p in tr.live_progs))
-    return (r, handles, tuple(k.live.get(F, {})), F in getattr(k, "unarmed", ()),
+    return (r, handles, tuple(k.live.get(F, {})), F in k.unarmed,
             None if probes is None else (probes[0], tuple(probes[1])),
             None if klp is None else (_ops_key(klp[0]), tuple(klp[1])), trk)
 

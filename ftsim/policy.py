@@ -5,7 +5,6 @@ policy's *name*: they read its fields, so a notebook can flip one choice and wat
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 
@@ -132,5 +131,3 @@ def df_policies(policies: list[Policy] | None = None) -> pd.DataFrame:
     table.index.name = "choice"
     return table
 
-
-replace = dataclasses.replace
