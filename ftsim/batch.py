@@ -5,7 +5,8 @@ Why it is exact.  Everything the model keeps about one function (its record, han
 kprobe aggregate, BPF trampoline) changes only on events on that function, except through the two
 shared kprobe ops.  Those couple functions in two ways, which the engine carries as per-workload
 registers (``cnt``: how many functions hold each shared ops; ``regt``: the event at which it was
-last registered) and per-function ``klpt`` (the event at which klp_ops was registered):
+last registered) and per-function ``klpt`` (the event at which its klp_ops was registered, NEVER while
+it has none):
   * the first probe anywhere registers the ops (PEER callbacks run); later probes only add a filter
     ip (the PEER gap), and the last one unregisters it;
   * ops order is global registration order, so whether the kprobe ops runs before or after the
@@ -17,15 +18,20 @@ A state is a snapshot of a one-function ``Model`` (function ``f``) in canonical 
 ``consumer#instance``, shared kprobe ops held by ``f`` alone or unregistered); an unknown transition
 (state, event, context) is computed by copying the snapshot, recreating the context with a phantom
 holder ``g`` of the shared ops, applying the event through ``Model`` and canonicalising the result.
-Tables grow on demand and are kept per process (``TABLES``).
+Tables grow on demand and are kept per process (``TABLES``) and on disk.  Besides the next state and
+the result record of each key (state x K + code x 3 + context), ``Tables._derive`` keeps per key what the
+registers need (which ops a probe event concerns, which ops the function stops or starts holding, what
+happens to its klp_ops), so that a step reads them with one gather each instead of recomputing them.
 """
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 
 from . import kprobes
+from .errors import FtsimError
 from .consumers import CATALOG, KLP, KPROBE, LIST, NAMES as CONSUMERS
 from .engine import BODY, RESULT_FIELDS, decode, live_flags, src_code, viol_bits
 from .invariants import check
@@ -35,6 +41,10 @@ from .policy import Policy
 NCTX = 3
 KOPS = (kprobes.FTRACE_OPS, kprobes.IPMODIFY_OPS)
 F, G = "f", "g"
+
+
+#: the arrays of ``Tables`` with one entry per key
+PER_KEY = ("next", "tab", "kx", "kheld", "kdec", "kinc", "klpch")
 
 
 class Tables:
@@ -48,9 +58,15 @@ class Tables:
         self.index: dict = {}
         self.init: dict[Policy, int] = {}
         cap = 64
-        self.next = np.full(cap * self.K, -1, np.int32)
+        self.next = np.full(cap * self.K, -1, np.int32)      # per key: next state's first key (-1 unknown)
         self.tab = np.zeros(cap * self.K, REC)                # every result of a transition, 16 bytes
         self.st = np.zeros((7, cap), np.int16)                # viol lp wr body src agg klp
+        # per key, for the shared kprobe ops registers (slots 0, 1: the two ops; 2: nothing):
+        self.kx = np.zeros(cap * self.K, np.int8)       # the ops a probe event on this state concerns
+        self.kheld = np.zeros(cap * self.K, bool)       # f's aggregate holds a shared ops already
+        self.kdec = np.zeros(cap * self.K, np.int8)     # slot f stops holding (2: none, no change)
+        self.kinc = np.zeros(cap * self.K, np.int8)     # slot f starts holding (2: none, no change)
+        self.klpch = np.zeros(cap * self.K, np.int8)    # klp_ops: 1 registered, 2 gone, 0 neither
         self.final: list = []                                 # semantic final state per state id
         ck = np.zeros(self.NCODE, bool)
         cops = np.zeros(self.NCODE, np.int8)
@@ -86,21 +102,35 @@ class Tables:
         out = m.simulate(F)
         lp, wr = live_flags(m, F)
         entry = m.kernel.probes.get(F) if F not in getattr(m.kernel, "unarmed", ()) else None
+        agg = -1 if entry is None else KOPS.index(entry[0])
         self.st[:, sid] = (viol_bits(check(m, F, out)), lp, wr, BODY[out.body_ran], src_code(m, out.result_from),
-                           -1 if entry is None else KOPS.index(entry[0]), F in m.kernel.klp)
+                           agg, F in m.kernel.klp)
+        self._derive(np.arange(sid * self.K, (sid + 1) * self.K))
         att = frozenset(h for h in m.kernel.live_on(F) if m.attached(h))
         self.final.append((att, int(self.st[0, sid])))
         return sid
 
     def _grow(self):
         cap = self.st.shape[1] * 2
-        nxt = np.full(cap * self.K, -1, np.int32)
-        nxt[:self.next.size] = self.next
-        tab = np.zeros(cap * self.K, REC)
-        tab[:self.tab.size] = self.tab
+        if cap * self.K >= 2**31:
+            raise FtsimError(f"more than {2**31 // self.K:,} states: the batch engine's int32 keys overflow")
+        for name in PER_KEY:
+            old = getattr(self, name)
+            new = np.full(cap * self.K, -1, old.dtype) if name == "next" else np.zeros(cap * self.K, old.dtype)
+            new[:old.size] = old
+            setattr(self, name, new)
         st = np.zeros((7, cap), np.int16)
         st[:, :self.st.shape[1]] = self.st
-        self.next, self.tab, self.st = nxt, tab, st
+        self.st = st
+
+    def __getstate__(self):
+        """Saved without the unused capacity (the next new state grows the arrays again)."""
+        d = dict(self.__dict__)
+        n = len(self.snap)
+        for name in PER_KEY:
+            d[name] = d[name][:n * self.K].copy()
+        d["st"] = d["st"][:, :n].copy()
+        return d
 
     def final_ids(self) -> np.ndarray:
         """Per state id: an id of its semantic final state (equal ids: same attachments and breaks)."""
@@ -116,7 +146,8 @@ class Tables:
     # -- transitions -----------------------------------------------------------------------------
     def fill(self, keys: np.ndarray):
         """Compute the unknown transitions ``keys`` (state*K + code*NCTX + ctx) through the Model."""
-        for key in np.unique(keys):
+        keys = np.unique(keys)
+        for key in keys:
             key = int(key)
             if self.next[key] >= 0:
                 continue
@@ -129,12 +160,31 @@ class Tables:
                 res, refused_detach = self._apply(m, code, ctx)
                 canonicalise(m, refused_detach)
                 ns = self._intern(m)
-            self.next[key] = ns
+            self.next[key] = ns * self.K
             viol, lp, wr, body, src = (int(v) for v in self.st[:5, ns])
             if code:
                 body = src = -1
             self.tab[key] = (*res, viol, lp, wr, body, src, b"")
             self.transitions += 1
+        self._derive(keys)
+
+    def _derive(self, keys: np.ndarray):
+        """The per-key tables ``run`` reads for the shared-ops registers, from ``st`` and ``next``:
+        for every key of a known state the ops slot it concerns and whether f holds one already; for
+        every known transition the slots f stops and starts holding and what happens to klp_ops."""
+        s, code = np.divmod(keys, self.K)
+        code //= NCTX
+        agg, klp = self.st[5].take(s), self.st[6].take(s)
+        self.kx[keys] = np.where(agg < 0, self.code_ops.take(code), agg)
+        self.kheld[keys] = agg >= 0
+        known = self.next.take(keys) >= 0
+        keys, agg, klp = keys[known], agg[known], klp[known]
+        ns = self.next.take(keys) // self.K
+        agg1, klp1 = self.st[5].take(ns), self.st[6].take(ns)
+        moved = agg != agg1                                  # slot 2 (none, or no change) -> scratch
+        self.kdec[keys] = np.where(moved, agg % 3, 2)
+        self.kinc[keys] = np.where(moved, agg1 % 3, 2)
+        self.klpch[keys] = np.where(klp1 > klp, 1, np.where(klp > klp1, 2, 0))
 
     def _apply(self, m: Model, code: int, ctx: int):
         op, consumer, inst = decode(code, self.I)
@@ -236,19 +286,45 @@ def cache_dir():
     return None if d == "off" else Path(d)
 
 
-def _cache_path(instances: int):
-    """The file for these tables, keyed by a hash of every module a transition depends on."""
+def _code_hash() -> str:
+    """A hash of every module a transition depends on (and of Python's and numpy's versions)."""
     import hashlib
     import sys
     from pathlib import Path
-    d = cache_dir()
-    if d is None:
-        return None
-    h = hashlib.sha256(f"{sys.version_info[:2]} {np.__version__} {instances}".encode())
+    h = hashlib.sha256(f"{sys.version_info[:2]} {np.__version__}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         if path.stem not in ("metrics", "plots", "sweep", "bench", "workload", "widgets", "cli"):
             h.update(path.read_bytes())
-    return d / f"tables-{h.hexdigest()[:20]}.pickle"
+    return h.hexdigest()[:20]
+
+
+def _cache_path(instances: int):
+    """The file for these tables: ``tables-<code hash>-i<instances>.pickle`` in ``cache_dir()``."""
+    d = cache_dir()
+    return None if d is None else d / f"tables-{_code_hash()}-i{instances}.pickle"
+
+
+#: tables of another version of the model are deleted when they were last written this long ago
+STALE_SECONDS = 24 * 3600
+
+
+def prune(now: float | None = None) -> list:
+    """Delete the cache's table files of other versions of the model not written for STALE_SECONDS
+    (a day: two checkouts sharing the cache do not delete each other's fresh tables); returns them."""
+    import time
+    d = cache_dir()
+    if d is None or not d.is_dir():
+        return []
+    keep, now = f"tables-{_code_hash()}-", time.time() if now is None else now
+    gone = []
+    for path in d.glob("tables-*.pickle"):
+        try:
+            if not path.name.startswith(keep) and now - path.stat().st_mtime > STALE_SECONDS:
+                path.unlink()
+                gone.append(path)
+        except OSError:
+            pass
+    return gone
 
 
 def tables(instances: int) -> Tables:
@@ -284,6 +360,7 @@ def save():
             _SAVED[instances] = tb.transitions
         except OSError:
             pass
+    prune()
 
 
 import atexit  # noqa: E402
@@ -294,66 +371,112 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     """All workloads of ``arrays`` under every policy: dict field -> (policies, workloads, events) array
     (the reference's ``RESULT_FIELDS``); with ``want_final``, ``final`` (policies, workloads, functions)
     state ids whose ``Tables.final`` entries give what is attached where at the end.  ``keep``: decode
-    the per-event results of the first ``keep`` workloads only."""
+    the per-event results of the first ``keep`` workloads only.
+
+    One row per (policy, workload); per event one state gather, one table gather and one scatter over
+    all rows, int32 throughout.  Kprobe events (a few per cent) also read and update the shared-ops
+    registers; everything about them that does not depend on the state is prepared before the loop."""
     tb = tables(arrays["instances"])
     func, code = arrays["func"], arrays["code"]
     W, T = code.shape
     P = len(policies)
     Fn = int(max(arrays["functions"], int(func.max()) + 1 if func.size else 1))
     R = P * W
-    init = np.array([tb.initial(p) for p in policies], np.int64)
-    S = np.repeat(init, W * Fn).astype(np.int64)
-    rowbase = (np.arange(R, dtype=np.int64) * Fn)
-    idx = (np.tile(func.T.astype(np.int64), (1, P)) + rowbase)            # (T, R)
-    c3 = np.tile(code.T.astype(np.int64) * NCTX, (1, P))                  # (T, R)
-    kp = tb.code_kprobe[code.T]                                           # (T, W)
-    lpe = tb.code_lp[code.T]
-    krows = [np.flatnonzero(np.tile(kp[t], P)) for t in range(T)]
-    lrows = [np.flatnonzero(np.tile(lpe[t], P)) for t in range(T)]
-    cops = tb.code_ops.astype(np.int64)
-    cnt = np.zeros((R, 2), np.int64)
-    regt = np.full((R, 2), -1, np.int64)
-    klpt = np.full(R * Fn, -1, np.int64)
-    keys = np.empty((T, R), np.int32)
+    if R * Fn >= 2**31:
+        raise FtsimError(f"workloads x functions x designs = {R * Fn:,} per chunk; the batch engine indexes "
+                         f"with int32: run fewer workloads per chunk (at most {2**31 // (P * Fn):,})")
+    init = np.array([tb.initial(p) * tb.K for p in policies], np.int32)
+    S = np.repeat(init, W * Fn)                   # (row, function) -> first key of its state (state x K)
+    funcT = np.ascontiguousarray(func.T, dtype=np.int32)                   # (T, W)
+    codeT = np.ascontiguousarray(code.T, dtype=np.int32)
+    c3 = codeT * NCTX                                                      # the same for every policy
+    base = np.arange(0, R * Fn, Fn, dtype=np.int32).reshape(P, W)          # row r's first function
+    i = np.empty((P, W), np.int32)
+    # kprobe and livepatch events, by step (offsets ko, lo): their rows, and for kprobe events the
+    # row's register base and the (row, function) index
+    (kt, kw_, kr_), (lt, lw_, lr_) = _rows(tb.code_kprobe.astype(np.int8) + 2 * tb.code_lp, codeT, P)
+    ko = np.searchsorted(kt, np.arange(T + 1)).tolist()
+    lo = np.searchsorted(lt, np.arange(T + 1)).tolist()
+    krow, kreg = kr_.astype(np.int32), (3 * kr_).astype(np.int32)
+    kidx = (kr_ * Fn + funcT[kt, kw_]).astype(np.int32)
+    lrow = lr_.astype(np.int32)
+    lidx = (lr_ * Fn + funcT[lt, lw_]).astype(np.int32)
+    NEVER = np.iinfo(np.int32).max
+    cnt = np.zeros(3 * R, np.int32)           # per (row, ops slot): functions holding it (slot 2: scratch)
+    regt = np.full(3 * R, -1, np.int32)       # per (row, ops slot): event at which it was last registered
+    klpt = np.full(R * Fn, NEVER, np.int32)   # per (row, function): event at which its klp_ops was
+    keys = np.empty((T, R), np.int32)         # registered (NEVER while it has none)
     K = tb.K
+    bar, started = None, time.perf_counter()
     for t in range(T):
-        i = idx[t]
-        s = S[i]
-        k = s * K + c3[t]
-        kr = krows[t]
-        if kr.size:
-            sr = s[kr]
-            agg = tb.st[5][sr].astype(np.int64)
-            x = np.where(agg < 0, cops[code[kr % W, t]], agg)
-            others = cnt[kr, x] - (agg == x) > 0
-            older = (regt[kr, x] < klpt[i[kr]]) | (tb.st[6][sr] == 0)
-            k[kr] += others * (1 + ~older)
-        ns = tb.next[k]
-        if (ns < 0).any():
+        np.add(base, funcT[t], out=i)
+        iv = i.reshape(R)
+        k = keys[t]
+        kw = k.reshape(P, W)
+        np.add(S.take(iv).reshape(P, W), c3[t], out=kw)
+        a, b = ko[t], ko[t + 1]
+        if a < b:                       # context of a kprobe event: 0 alone, 1 others older, 2 newer
+            kr, kg = krow[a:b], kreg[a:b]
+            k0 = k.take(kr)
+            ci = kg + tb.kx.take(k0)
+            others = cnt.take(ci) > tb.kheld.take(k0)
+            newer = regt.take(ci) >= klpt.take(kidx[a:b])
+            kk = k0 + np.left_shift(others, newer, dtype=np.int32)
+            k.put(kr, kk)
+        ns = tb.next.take(k)
+        if ns.min() < 0:
             tb.fill(k[ns < 0])
-            ns = tb.next[k]
-        S[i] = ns
-        keys[t] = k
-        if kr.size:
-            a0 = tb.st[5][s[kr]].astype(np.int64)
-            a1 = tb.st[5][ns[kr]].astype(np.int64)
-            ch = a0 != a1
-            if ch.any():
-                r, a0, a1 = kr[ch], a0[ch], a1[ch]
-                d = a0 >= 0
-                cnt[r[d], a0[d]] -= 1
-                g = a1 >= 0
-                r, a1 = r[g], a1[g]
-                fresh = cnt[r, a1] == 0
-                regt[r[fresh], a1[fresh]] = t
-                cnt[r, a1] += 1
-        lr = lrows[t]
-        if lr.size:
-            new = (tb.st[6][ns[lr]] == 1) & (tb.st[6][s[lr]] == 0)
-            klpt[i[lr][new]] = t
+            ns = tb.next.take(k)
+            if bar is None and time.perf_counter() - started > DISCOVERY_BAR_AFTER:
+                bar = _discovery_bar(T, t)
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(states=len(tb.snap), refresh=False)
+        S.put(iv, ns)
+        if a < b:                       # the aggregate took or dropped a shared ops: registers follow
+            dn = kg + tb.kdec.take(kk)      # (slot 2 of each row: no change; one event per row and
+            cnt.put(dn, cnt.take(dn) - 1)   # step, so the indices are unique)
+            up = kg + tb.kinc.take(kk)
+            cu = cnt.take(up)
+            regt.put(up.compress(cu == 0), t)
+            cnt.put(up, cu + 1)
+        a, b = lo[t], lo[t + 1]
+        if a < b:                       # klp_ops registered or gone
+            c = tb.klpch.take(k.take(lrow[a:b]))
+            if c.any():
+                li = lidx[a:b]
+                klpt.put(li, np.where(c == 0, klpt.take(li), np.where(c == 1, t, NEVER)))
+    if bar is not None:
+        bar.close()
     keep = W if keep is None else keep
     keys = keys.T.reshape(P, W, T)[:, :keep]
-    return _decode(tb, keys, code[:keep], S.reshape(P, W, Fn) if want_final else None)
+    return _decode(tb, keys, code[:keep], S.reshape(P, W, Fn) // K if want_final else None)
+
+
+#: seconds of discovering transitions after which ``run`` shows a progress bar (on a terminal only)
+DISCOVERY_BAR_AFTER = 1.0
+
+
+def _discovery_bar(total: int, done: int):
+    """A tqdm bar over the events of a run that is discovering transitions.  On a terminal only
+    (``disable=None``): a notebook's stored outputs must not depend on whether the tables were warm."""
+    from tqdm import tqdm
+    return tqdm(total=total, initial=done, desc="discovering transitions", unit="event", leave=False,
+                disable=None)
+
+
+def _rows(kind: np.ndarray, codeT: np.ndarray, P: int):
+    """For each kind 1, 2 of ``kind`` (per event code): the events of that kind in each of ``P``
+    policies, ordered by step, as (step, workload, row) arrays."""
+    W = codeT.shape[1]
+    kc = kind.take(codeT).ravel()
+    flat = np.flatnonzero(kc)
+    which = kc.take(flat)
+    out = []
+    for k in (1, 2):
+        t, w = np.divmod(flat.compress(which == k), W)
+        out.append((np.repeat(t, P), np.repeat(w, P), (w[:, None] + np.arange(0, P * W, W)).ravel()))
+    return out
 
 
 #: every per-event result of a transition, packed so that one gather fetches them all

@@ -108,6 +108,10 @@ def test_tables_persist_between_processes(tmp_path, monkeypatch):
     assert batch.tables(1).transitions == batch._SAVED[1]          # nothing had to be recomputed
     for k in engine.RESULT_FIELDS:
         assert (first[k] == again[k]).all()
+    n = len(batch.tables(1).snap)                        # saved without spare capacity: grows again
+    assert batch.tables(1).next.size == n * batch.tables(1).K
+    _compare(workload.generate_arrays(workload.resolve("uniform"), seed=4, n_events=150, workloads=6))
+    assert len(batch.tables(1).snap) > n
     monkeypatch.setenv("FTSIM_CACHE", "off")
     assert batch._cache_path(1) is None
 
@@ -125,3 +129,48 @@ def test_an_unarmed_probe_holds_no_shared_ops():
     r = engine.run(arrays, p, memo_calls=False)
     assert r["ret"][0, 2] == 0 and r["callbacks"][0, 3] >= 1
     _compare(arrays, [p])
+
+
+def test_prune_deletes_only_stale_tables_of_other_model_versions(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTSIM_CACHE", str(tmp_path))
+    now = 1_000_000_000.0
+    current = batch._cache_path(1)
+    current.write_bytes(b"")
+    other_old, other_new = tmp_path / "tables-0000-i1.pickle", tmp_path / "tables-1111-i2.pickle"
+    legacy = tmp_path / "tables-2222.pickle"                  # the naming before the instances suffix
+    for path, age in ((current, 10 * batch.STALE_SECONDS), (other_old, batch.STALE_SECONDS + 1),
+                      (other_new, batch.STALE_SECONDS - 60), (legacy, 2 * batch.STALE_SECONDS)):
+        path.touch()
+        os.utime(path, (now - age, now - age))
+    gone = batch.prune(now=now)
+    assert sorted(gone) == sorted([other_old, legacy])
+    assert current.exists() and other_new.exists() and not other_old.exists()
+
+
+def test_a_long_discovery_shows_a_bar_and_warm_tables_do_not(monkeypatch):
+    monkeypatch.setattr(batch, "TABLES", {})
+    monkeypatch.setattr(batch, "_SAVED", {})
+    monkeypatch.setattr(batch, "DISCOVERY_BAR_AFTER", 0.0)
+    bars = []
+
+    class Bar:
+        def __init__(self, total, done):
+            self.total, self.n, self.closed = total, done, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def set_postfix(self, **kw):
+            self.postfix = kw
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(batch, "_discovery_bar", Bar)
+    arrays = workload.generate_arrays(workload.resolve("uniform"), seed=3, n_events=60, workloads=4)
+    batch.run(arrays, POLICIES[:2])
+    assert len(bars) == 1 and bars[0].closed and bars[0].n == bars[0].total == 60
+    assert bars[0].postfix["states"] == len(batch.tables(arrays["instances"]).snap)
+    batch.run(arrays, POLICIES[:2])                           # every transition known: no bar
+    assert len(bars) == 1
