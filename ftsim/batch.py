@@ -101,7 +101,7 @@ class Tables:
             self._grow()
         out = m.simulate(F)
         lp, wr = live_flags(m, F)
-        entry = m.kernel.probes.get(F) if F not in getattr(m.kernel, "unarmed", ()) else None
+        entry = m.kernel.probes.get(F)
         agg = -1 if entry is None else KOPS.index(entry[0])
         self.st[:, sid] = (viol_bits(check(m, F, out)), lp, wr, BODY[out.body_ran], src_code(m, out.result_from),
                            agg, F in m.kernel.klp)
@@ -218,9 +218,8 @@ def canonicalise(m: Model, refused_detach: str | None):
     for name in [n for n, h in k.handles.items() if (h.detached and not h.told) or n == refused_detach]:
         del k.handles[name]
     entry = k.probes.get(F)
-    held = entry if F not in k.unarmed else None    # an unarmed aggregate holds no ops
     for name, ops in k.kprobe_ops.items():
-        if held is not None and held[0] == name:
+        if entry is not None and entry[0] == name:
             ops.enabled, ops.funcs, k.kprobe_cnt[name] = True, {F}, 1
         else:
             ops.enabled, ops.funcs, k.kprobe_cnt[name], ops.seq = False, set(), 0, -1
@@ -269,7 +268,7 @@ def fingerprint(m: Model) -> tuple:
         trk = (_ops_key(tr.ops), tuple((p.handle, p.kind, p.skips) for p in tr.progs), tr.flags.value,
                None if tr.live_flags is None else tr.live_flags.value,
                tuple((p.handle, p.kind, p.skips) for p in tr.live_progs))
-    return (r, handles, tuple(k.live.get(F, {})), F in k.unarmed,
+    return (r, handles, tuple(k.live.get(F, {})), tuple(sorted(k.unarmed)),
             None if probes is None else (probes[0], tuple(probes[1])),
             None if klp is None else (_ops_key(klp[0]), tuple(klp[1])), trk)
 

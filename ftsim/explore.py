@@ -101,7 +101,8 @@ def state_key(model: Model) -> tuple:
                     tuple((H(p.handle), p.kind, p.skips) for p in t.live_progs))
                    for f, t in sorted(k.tramps.items()))
     handles = tuple(sorted((H(h.name), h.consumer, h.func, O(h.ops)) for h in live))
-    return (tuple(recs), klp, probes, kops, tramps, handles)
+    unarmed = tuple(sorted(H(h) for h in k.unarmed))    # told 0, in no kprobe table (6.14+)
+    return (tuple(recs), klp, probes, kops, tramps, handles, unarmed)
 
 
 # -- actions --------------------------------------------------------------------------------------

@@ -63,23 +63,25 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
     name = IPMODIFY_OPS if consumer.post_handler else FTRACE_OPS   # arm_kprobe_ftrace()
     ret = _arm(k, name, func, ctx)
     if ret and k.policy.kprobe_arm_error_dropped:
+        # __register_kprobe() (6.14+, 54c79390119d): the probe leaves kprobe_table again, 0 is returned;
+        # a later probe at this address does not find it and arms afresh
         ctx.note(f"register_kprobe(): arming failed ({Errno.name_of(ret)}) but 0 is returned (54c79390119d)")
-        k.unarmed.add(func)
-        ret = 0
-    elif ret:
+        k.unarmed.add(handle)
+        return 0
+    if ret:
         return ret
     k.probes[func] = (name, [handle])
     return 0
 
 
 def detach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
+    if handle in k.unarmed:              # __get_valid_kprobe() finds nothing: nothing to undo
+        k.unarmed.discard(handle)
+        return 0
     name, members = k.probes[func]
     members.remove(handle)
     if not members:
-        if func in k.unarmed:
-            k.unarmed.discard(func)
-        else:
-            _disarm(k, name, func, ctx)
+        _disarm(k, name, func, ctx)
         del k.probes[func]
     return 0
 

@@ -143,8 +143,7 @@ class Model:
             return bool(entry and handle in entry[1] and rec and entry[0] in rec.ops)
         if mech == KPROBE:
             ops = kprobes.ops_of(k, h.func)
-            return bool(ops and handle in k.probes[h.func][1] and h.func not in k.unarmed
-                        and rec and ops in rec.ops)
+            return bool(ops and handle in k.probes[h.func][1] and rec and ops in rec.ops)
         if mech == BPF:
             tr = k.tramps.get(h.func)
             return bool(tr and rec and rec.direct is tr.ops and any(p.handle == handle for p in tr.live_progs))

@@ -106,7 +106,7 @@ class Kernel:
         self.kprobe_ops: dict[str, Ops] = {}
         self.kprobe_cnt: dict[str, int] = {}
         self.probes: dict[str, tuple[str, list[str]]] = {}   # func -> (ops name, members newest first)
-        self.unarmed: set[str] = set()                        # probes registered while arming failed
+        self.unarmed: set[str] = set()        # handles of probes told 0 while arming failed: in no table
         self.klp: dict[str, tuple[Ops, list[str]]] = {}       # func -> (klp_ops, func_stack newest first)
         self.tramps: dict[str, Trampoline] = {}
         self._seq = 0

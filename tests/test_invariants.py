@@ -109,3 +109,16 @@ def test_dropped_kprobe_arm_error_is_told_but_not_attached():
     assert m.detach("kp").violations == []
     plain = Model(policy.get("merged")).attach("livepatch", "f")
     assert plain.ret == 0
+
+
+def test_an_unarmed_probe_is_in_no_table_so_the_next_probe_arms_afresh():
+    """__register_kprobe() (6.14+) takes the probe out of kprobe_table when arming fails: a later probe
+    at the same address does not join it but arms on its own, once the livepatch has gone."""
+    m = Model(policy.get("merged", kprobe_arm_error_dropped=True))
+    m.attach("livepatch", "f", "lp")
+    assert m.attach("kprobe-post", "f", "kp1").attached is False
+    m.detach("lp")
+    second = m.attach("kprobe-post", "f", "kp2")
+    assert (second.ret, second.attached) == (0, True)
+    assert m.attached("kp1") is False and m.kernel.probes["f"][1] == ["kp2"]
+    assert m.detach("kp1").ret == 0 and m.attached("kp2")       # unregistering kp1 finds nothing
