@@ -47,8 +47,9 @@ class Policy:
     disable_on_ipmodify_removal: bool = field(default=True, metadata={
         "doc": "the direct owner is told when the IPMODIFY ops leaves and drops ORIG_STACK"})
     kprobe_arm_error_dropped: bool = field(default=False, metadata={
-        "doc": "register_kprobe() returns 0 when arming on ftrace failed (54c79390119d, 6.14+); off by "
-               "default for every design, merged included, until the batch engine and explorer carry it"})
+        "doc": "register_kprobe() returns 0 when arming on ftrace failed (54c79390119d, 6.14+); every "
+               "engine carries it, but it is off by default for every design, merged >= 6.14 included, "
+               "until the decision tables and notebooks are redone with it"})
     kernel: str | None = field(default=None, metadata={"doc": "merged: kernel version modelled"})
 
     def __post_init__(self):
