@@ -393,13 +393,9 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     i = np.empty((P, W), np.int32)
     # kprobe and livepatch events, by step (offsets ko, lo): their rows, and for kprobe events the
     # row's register base and the (row, function) index
-    (kt, kw_, kr_), (lt, lw_, lr_) = _rows(tb.code_kprobe.astype(np.int8) + 2 * tb.code_lp, codeT, P)
-    ko = np.searchsorted(kt, np.arange(T + 1)).tolist()
-    lo = np.searchsorted(lt, np.arange(T + 1)).tolist()
-    krow, kreg = kr_.astype(np.int32), (3 * kr_).astype(np.int32)
-    kidx = (kr_ * Fn + funcT[kt, kw_]).astype(np.int32)
-    lrow = lr_.astype(np.int32)
-    lidx = (lr_ * Fn + funcT[lt, lw_]).astype(np.int32)
+    (ko, krow, kidx), (lo, lrow, lidx) = _rows(tb.code_kprobe.astype(np.int8) + 2 * tb.code_lp, codeT, funcT,
+                                               P, Fn)
+    kreg = 3 * krow
     NEVER = np.iinfo(np.int32).max
     cnt = np.zeros(3 * R, np.int32)           # per (row, ops slot): functions holding it (slot 2: scratch)
     regt = np.full(3 * R, -1, np.int32)       # per (row, ops slot): event at which it was last registered
@@ -464,17 +460,21 @@ def _discovery_bar(total: int, done: int):
                 disable=None)
 
 
-def _rows(kind: np.ndarray, codeT: np.ndarray, P: int):
-    """For each kind 1, 2 of ``kind`` (per event code): the events of that kind in each of ``P``
-    policies, ordered by step, as (step, workload, row) arrays."""
-    W = codeT.shape[1]
+def _rows(kind: np.ndarray, codeT: np.ndarray, funcT: np.ndarray, P: int, Fn: int):
+    """For kinds 1 and 2 of ``kind`` (per event code), the events of that kind in all ``P`` policies,
+    grouped by step: (offsets per step as a list, rows, (row, function) indices), int32."""
+    T, W = codeT.shape
     kc = kind.take(codeT).ravel()
     flat = np.flatnonzero(kc)
     which = kc.take(flat)
     out = []
     for k in (1, 2):
-        t, w = np.divmod(flat.compress(which == k), W)
-        out.append((np.repeat(t, P), np.repeat(w, P), (w[:, None] + np.arange(0, P * W, W)).ravel()))
+        f = flat.compress(which == k)
+        t, w = np.divmod(f, W)
+        p = np.arange(0, P * W, W, dtype=np.int32)
+        rows = (w.astype(np.int32)[:, None] + p).ravel()
+        idx = ((w * Fn + funcT.ravel().take(f)).astype(np.int32)[:, None] + p * Fn).ravel()
+        out.append(((np.searchsorted(t, np.arange(T + 1)) * P).tolist(), rows, idx))
     return out
 
 
