@@ -11,15 +11,23 @@ mkdir -p $TI 2>/dev/null
 echo 0 > $T/tracing_on; echo 1 > $T/tracing_on
 
 out() { echo "@@$*"; }
+# the guest clock (seconds since boot, 10 ms steps) on every STEP line and @@T marks: lab/tools/step_times.py
+stamp() { read up _ </proc/uptime; out "$@ $up"; }
 # names a function's ftrace record may carry: SYSCALL_DEFINE0 makes __x64_sys_X an alias of __do_sys_X
 names_re() { case "$1" in __x64_sys_*) echo "($1|__do_sys_${1#__x64_sys_})" ;; *) echo "$1" ;; esac; }
+nre() { case "$1" in __x64_sys_*) NRE="($1|__do_sys_${1#__x64_sys_})" ;; *) NRE=$1 ;; esac; }  # same, no fork
 # one line of the console per message (no newlines inside)
 oneline() { tr '\n' ' ' | tr -s ' '; }
+# Speed: under TCG every fork costs 3-5 ms of guest time, so the hot paths below read small files with the
+# shell's own `read` and filter with one awk instead of pipelines of grep/head/tr.
+rd() { RV=; { read -r RV < "$1"; } 2>/dev/null; }   # first line of file $1 -> $RV ("" if unreadable)
+# run a command; its output (stdout+stderr) as one line in $msg, without forks when it printed nothing
+run1() { "$@" >/tmp/o 2>&1; msg=; [ -s /tmp/o ] && msg=$(oneline </tmp/o); }
 
-lp_wait() {  # wait until livepatch $1 has no transition in progress (max ~20 s)
+lp_wait() {  # wait until livepatch $1 has no transition in progress (max ~20 s; polls every 10 ms)
 	n=0
-	while [ -f $LP/$1/transition ] && [ "$(cat $LP/$1/transition 2>/dev/null)" = 1 ] && [ $n -lt 400 ]; do
-		usleep 50000; n=$((n+1))
+	while [ -f $LP/$1/transition ] && rd $LP/$1/transition && [ "$RV" = 1 ] && [ $n -lt 2000 ]; do
+		usleep 10000; n=$((n+1))
 	done
 }
 
@@ -37,15 +45,17 @@ kind_of() {  # bpf consumer -> program name
 # is the consumer really attached, by kernel state
 attached() {  # consumer slot function handle
 	case "$1" in
-	livepatch) [ "$(cat $LP/$2/enabled 2>/dev/null)" = 1 ] ;;
+	livepatch) rd $LP/$2/enabled; [ "$RV" = 1 ] ;;
 	kprobe|kprobe-post|kretprobe)
 		t=k; [ $1 = kretprobe ] && t=r
-		re="  $t  $(names_re $3)\+0x0"
-		[ -d /sys/module/$2 ] && grep -Eq "$re" $DBG/kprobes/list 2>/dev/null && ! grep -E "$re" $DBG/kprobes/list | grep -q DISABLED ;;
-	ftrace-ops|direct) [ "$(cat /sys/module/$2/initstate 2>/dev/null)" = live ] ;;
+		nre $3
+		# some line of the list is this probe, and none of those lines says DISABLED
+		[ -d /sys/module/$2 ] && awk -v re="  $t  ($NRE)[+]0x0" '$0 ~ re { f = 1; if (/DISABLED/) d = 1 }
+			END { exit !(f && !d) }' $DBG/kprobes/list 2>/dev/null ;;
+	ftrace-ops|direct) rd /sys/module/$2/initstate; [ "$RV" = live ] ;;
 	bpf-*) [ -e /sys/fs/bpf/$4 ] ;;
-	function-tracer) [ "$(cat $TI/current_tracer)" = function ] && grep -q "^$3\$" $TI/set_ftrace_filter ;;
-	function-graph) [ "$(cat $T/current_tracer)" = function_graph ] && grep -q "^$3\$" $T/set_graph_function ;;
+	function-tracer) rd $TI/current_tracer; [ "$RV" = function ] && grep -q "^$3\$" $TI/set_ftrace_filter ;;
+	function-graph) rd $T/current_tracer; [ "$RV" = function_graph ] && grep -q "^$3\$" $T/set_graph_function ;;
 	fail-function) grep -q "^$3\$" $DBG/fail_function/inject 2>/dev/null ;;
 	*) false ;;
 	esac
@@ -55,18 +65,19 @@ wr() {  # write $1 to file $2, print the error message if any
 	{ echo "$1" > "$2"; } 2>&1 | oneline
 }
 
-owner_var() {  # the variable that names the handle owning a module or tracer slot
+owner_var() {  # $ov = the variable that names the handle owning a module or tracer slot; $own = its value
 	case "$1" in
-	function-tracer) echo owner_ft ;; function-graph) echo owner_fg ;; fail-function) echo owner_ff ;;
-	bpf-*|fprobe*) echo "" ;; *) echo "owner_$2" ;;
+	function-tracer) ov=owner_ft ;; function-graph) ov=owner_fg ;; fail-function) ov=owner_ff ;;
+	bpf-*|fprobe*) ov="" ;; *) ov="owner_$2" ;;
 	esac
+	own=; [ -n "$ov" ] && eval "own=\$$ov"
 }
 
 do_attach() {  # consumer slot function handle -> prints error text (empty = success) ; sets rc
 	c=$1; s=$2; f=$3; h=$4; msg=""; rc=0
-	ov=$(owner_var $c $s)
-	if [ -n "$ov" ] && [ -n "$(eval echo \$$ov)" ]; then
-		msg="UNAVAILABLE $c: its one module or tracer slot is taken by $(eval echo \$$ov)"; rc=1; return
+	owner_var $c $s
+	if [ -n "$ov" ] && [ -n "$own" ]; then
+		msg="UNAVAILABLE $c: its one module or tracer slot is taken by $own"; rc=1; return
 	fi
 	do_attach1 "$@"
 	[ -n "$ov" ] && attached $c $s $f $h && eval $ov=$h
@@ -75,10 +86,10 @@ do_attach() {  # consumer slot function handle -> prints error text (empty = suc
 do_attach1() {
 	case "$c" in
 	livepatch)
-		msg=$(insmod /lab/mod/$s.ko func=$f 2>&1 | oneline); [ -d /sys/module/$s ] || rc=1
+		run1 insmod /lab/mod/$s.ko func=$f; [ -d /sys/module/$s ] || rc=1
 		lp_wait $s ;;
 	kprobe|kprobe-post|kretprobe|ftrace-ops|direct)
-		msg=$(insmod /lab/mod/$s.ko func=$f 2>&1 | oneline); [ -d /sys/module/$s ] || rc=1 ;;
+		run1 insmod /lab/mod/$s.ko func=$f; [ -d /sys/module/$s ] || rc=1 ;;
 	bpf-*)
 		p=$(kind_of $c $f)
 		msg=$(/lab/bpf/bpfl $BPFO $p $f /sys/fs/bpf/$h $s 2>/dev/null | grep BPFL)
@@ -109,20 +120,20 @@ do_attach1() {
 
 do_detach() {  # consumer slot function handle
 	c=$1; s=$2; f=$3; h=$4; msg=""; rc=0
-	ov=$(owner_var $c $s)
+	owner_var $c $s
 	if [ -n "$ov" ]; then
-		if [ "$(eval echo \$$ov)" != "$h" ]; then msg="NOFILE $h was not attached"; rc=1; return; fi
+		if [ "$own" != "$h" ]; then msg="NOFILE $h was not attached"; rc=1; return; fi
 		eval $ov=
 	fi
 	case "$c" in
 	livepatch)
 		if [ -d $LP/$s ]; then
 			msg=$(wr 0 $LP/$s/enabled); lp_wait $s
-			n=0; while [ -d $LP/$s ] && [ $n -lt 200 ]; do usleep 50000; n=$((n+1)); done
+			n=0; while [ -d $LP/$s ] && [ $n -lt 1000 ]; do usleep 10000; n=$((n+1)); done
 		fi
-		m2=$(rmmod $s 2>&1 | oneline); [ -z "$msg" ] && msg=$m2 ;;
+		m1=$msg; run1 rmmod $s; [ -n "$m1" ] && msg=$m1 ;;
 	kprobe|kprobe-post|kretprobe|ftrace-ops|direct)
-		msg=$(rmmod $s 2>&1 | oneline) ;;
+		run1 rmmod $s ;;
 	bpf-*)
 		if [ -e /sys/fs/bpf/$h ]; then rm -f /sys/fs/bpf/$h; else msg="NOFILE /sys/fs/bpf/$h"; fi ;;
 	function-tracer) msg=$(wr nop $TI/current_tracer); wr "" $TI/set_ftrace_filter >/dev/null ;;
@@ -135,17 +146,25 @@ do_detach() {  # consumer slot function handle
 }
 
 report() {  # idx function ; kernel messages since the last step, and the record
-	k=$(dmesg -c 2>/dev/null | grep -E "WARNING:|BUG:|Oops|livepatch:|ftrace|bpf|kprobe|Call Trace|RIP:" | grep -v "FTSLAB" | head -12 | oneline)
-	[ -n "$k" ] && out "KMSG $1 $k"
-	r=$(grep -E "^$(names_re $2) " $T/enabled_functions | head -1 | tr '\t' ' ')
-	out "REC $1 $r"
-	[ -z "$r" ] && [ -n "$(cat $T/enabled_functions)" ] && out "RECALL $1 $(cat $T/enabled_functions | head -3 | oneline)"
+	# KMSG: up to 12 matching kernel lines as one line; REC: the function's enabled_functions line (tabs
+	# as spaces); RECALL: the first 3 lines when the function has none but others do.  One awk, no pipes.
+	nre $2
+	dmesg -c 2>/dev/null | awk -v i=$1 -v re="^($NRE) " '
+		FILENAME == "-" { if (/WARNING:|BUG:|Oops|livepatch:|ftrace|bpf|kprobe|Call Trace|RIP:/ && !/FTSLAB/ && nk < 12) { k = k $0 " "; nk++ }; next }
+		{ na++; if (na <= 3) all = all $0 " " }
+		!found && $0 ~ re { found = 1; r = $0; gsub(/\t/, " ", r) }
+		END {
+			gsub(/ +/, " ", k); gsub(/ +/, " ", all)
+			if (k != "") print "@@KMSG " i " " k
+			print "@@REC " i " " r
+			if (!found && na) print "@@RECALL " i " " all
+		}' - $T/enabled_functions
 }
 
 S() { out "SCEN $1"; dmesg -c >/dev/null 2>&1; }
 
 A() {  # idx consumer slot function handle
-	out "STEP $1"
+	stamp STEP $1
 	do_attach $2 $3 $4 $5
 	out "RET $1 $rc $msg"
 	if attached $2 $3 $4 $5; then out "ATT $1 1"; else out "ATT $1 0"; fi
@@ -153,26 +172,36 @@ A() {  # idx consumer slot function handle
 }
 
 D() {
-	out "STEP $1"
+	stamp STEP $1
 	do_detach $2 $3 $4 $5
 	out "RET $1 $rc $msg"
 	if attached $2 $3 $4 $5; then out "ATT $1 1"; else out "ATT $1 0"; fi
 	report $1 $4
 }
 
-counters() {  # "consumer:slot:handle ..." -> "handle=hits[/lastret] ..."
+counters() {  # "consumer:slot:handle ..." -> $cnt = "handle=hits/lastret ..."
+	cnt=
 	for e in $1; do
 		c=${e%%:*}; r=${e#*:}; s=${r%%:*}; h=${r#*:}
 		if [ -f /sys/module/$s/parameters/hits ]; then
-			echo "$h=$(cat /sys/module/$s/parameters/hits)/$(cat /sys/module/$s/parameters/lastret)"
+			rd /sys/module/$s/parameters/hits; x=$RV; rd /sys/module/$s/parameters/lastret
+			cnt="$cnt$h=$x/$RV "
 		fi
+	done
+}
+# empty the trace buffer of $1 (the top level or an instance) unless it already is: a write to `trace`
+# resets the ring buffer and waits for an RCU grace period, ~25 ms under TCG
+trace_clear() {
+	for st in $1/per_cpu/cpu*/stats; do
+		e=; { read -r _ e < $st; } 2>/dev/null
+		[ "$e" = 0 ] || { echo > $1/trace; return; }
 	done
 }
 
 C() {  # idx function "live handles"
-	out "STEP $1"
-	echo > $T/trace; echo > $TI/trace
-	before=$(counters "$3" | oneline)
+	stamp STEP $1
+	trace_clear $T; trace_clear $TI
+	counters "$3"; before=$cnt
 	case "$2" in
 	cmdline_proc_show) v=$(cat /proc/cmdline 2>&1 | oneline) ;;
 	security_task_getscheduler) v=$(/lab/trig 145 2>&1 | oneline) ;;
@@ -180,17 +209,21 @@ C() {  # idx function "live handles"
 	__x64_sys_getpid) v=$(/lab/trig 39 2>&1 | oneline) ;;
 	*) v="UNKNOWN" ;;
 	esac
-	after=$(counters "$3" | oneline)
+	counters "$3"; after=$cnt
 	out "VAL $1 $v"
 	out "CNT0 $1 $before"
 	out "CNT1 $1 $after"
-	grep FTSLAB $T/trace | sed 's/.*FTSLAB/FTSLAB/' | while read -r l; do out "BPF $1 $l"; done
-	n=$(grep -v FTSLAB $T/trace | grep -v '^#' | grep -c "$2"); out "FG $1 $n"
-	n=$(grep -v '^#' $TI/trace | grep -c "$2"); out "FT $1 $n"
+	# BPF: the bpf_printk lines; FG / FT: lines of the function graph / function tracer naming the function
+	awk -v i=$1 -v fn="$2" -v ti=$TI/trace '
+		FILENAME == ti { if (!/^#/ && index($0, fn)) ft++; next }
+		/FTSLAB/ { l = $0; sub(/.*FTSLAB/, "FTSLAB", l); sub(/^[ \t]+/, "", l); sub(/[ \t]+$/, "", l); print "@@BPF " i " " l; next }
+		!/^#/ && index($0, fn) { fg++ }
+		END { print "@@FG " i " " fg + 0; print "@@FT " i " " ft + 0 }' $T/trace $TI/trace
 	report $1 $2
 }
 
 Z() {  # cleanup of what a scenario left attached: "consumer:slot:function:handle ..." newest first
+	stamp T Z
 	for e in $1; do
 		c=${e%%:*}; r=${e#*:}; s=${r%%:*}; r=${r#*:}; f=${r%%:*}; h=${r#*:}
 		do_detach $c $s $f $h
@@ -202,8 +235,9 @@ Z() {  # cleanup of what a scenario left attached: "consumer:slot:function:handl
 	kl=$(cat $DBG/kprobes/list 2>/dev/null | oneline)
 	[ -n "$kl" ] && out "LEFTKP $kl"
 	dmesg -c >/dev/null 2>&1
+	stamp T ZEND
 }
 
 U() {  # a step the lab cannot run (e.g. a second handle of a one-module consumer)
-	out "STEP $1"; out "RET $1 1 UNAVAILABLE $2: one module per consumer in the lab"; out "ATT $1 0"
+	stamp STEP $1; out "RET $1 1 UNAVAILABLE $2: one module per consumer in the lab"; out "ATT $1 0"
 }
