@@ -47,9 +47,8 @@ class Policy:
     disable_on_ipmodify_removal: bool = field(default=True, metadata={
         "doc": "the direct owner is told when the IPMODIFY ops leaves and drops ORIG_STACK"})
     kprobe_arm_error_dropped: bool = field(default=False, metadata={
-        "doc": "register_kprobe() returns 0 when arming on ftrace failed (54c79390119d, 6.14+); every "
-               "engine carries it, but it is off by default for every design, merged >= 6.14 included, "
-               "until the decision tables and notebooks are redone with it"})
+        "doc": "register_kprobe() returns 0 when arming on ftrace failed and the probe is in no table "
+               "(__register_kprobe, 54c79390119d): merged from 6.14 on; off for the other designs"})
     kernel: str | None = field(default=None, metadata={"doc": "merged: kernel version modelled"})
 
     def __post_init__(self):
@@ -78,7 +77,8 @@ def merged_for(kernel: str) -> dict[str, object]:
     """The merged design's version-dependent choices (kernel-facts.md section 5).
 
     Debian's 6.1.192 was observed in the kernel lab: it bypasses the livepatch on the modify path
-    (no 3e9a18e1c3e9) and lets fexit attach after a livepatch (no d05cb470663a).
+    (no 3e9a18e1c3e9) and lets fexit attach after a livepatch (no d05cb470663a).  From 6.14 a kprobe
+    whose arming fails is told 0 (54c79390119d, kernel/kprobes.c __register_kprobe(); still in 6.18).
     """
     v = parse_version(kernel)
     if v < (6, 0, 0):
@@ -87,6 +87,7 @@ def merged_for(kernel: str) -> dict[str, object]:
         "modify_path_checked": v >= (6, 18, 0),
         "retry_leaves_stale_direct": (6, 6, 10) <= v < (6, 18, 0),
         "modified_flag": v >= (6, 4, 0),
+        "kprobe_arm_error_dropped": v >= (6, 14, 0),
         "kernel": kernel,
     }
 

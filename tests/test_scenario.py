@@ -15,7 +15,7 @@ from ftsim.errors import FtsimError
 
 SCEN = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 PAIR_POLICIES = [("pre-6.0", None), ("merged", "6.1"), ("merged", None)]
-BUG_KERNELS = ["6.1", "6.6", "6.6.10", "6.12", "6.17", "6.18"]
+BUG_KERNELS = ["6.1", "6.6", "6.6.10", "6.12", "6.13", "6.14", "6.17", "6.18"]
 
 
 def targets(path: Path):

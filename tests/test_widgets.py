@@ -52,13 +52,19 @@ def test_builder_kernel_knob_shows_the_modify_path_bypass():
     assert "merged" in old.df.columns and "!" not in old.df["merged"].iloc[3]
 
 
-def test_differences_pre60_to_merged_are_the_ipmodify_bpf_pairs():
-    d = widgets.df_differences("pre-6.0", "merged")
-    assert set(d["pre-6.0"]) == {"-EBUSY"} and set(d["merged"]) == {"0"}
+def test_differences_pre60_to_merged_are_the_ipmodify_bpf_pairs_and_the_614_kprobe_pairs():
     ipmod, bpf = {"livepatch", "kprobe-post", "fail-function"}, {"bpf-fentry", "bpf-fexit", "bpf-fmod-ret",
                                                                  "bpf-fmod-ret-pass"}
-    pairs = set(zip(d["incumbent"], d["contender"]))
-    assert pairs == {(a, b) for a in ipmod for b in bpf} | {(b, a) for a in ipmod for b in bpf}
+    fixed = {(a, b) for a in ipmod for b in bpf} | {(b, a) for a in ipmod for b in bpf}
+    d = widgets.df_differences("pre-6.0", "merged", kernel="6.1")           # what 6.0 changed
+    assert set(d["pre-6.0"]) == {"-EBUSY"} and set(d["merged[6.1]"]) == {"0"}
+    assert set(zip(d["incumbent"], d["contender"])) == fixed
+    d = widgets.df_differences("pre-6.0", "merged")                          # newest: 6.14's kprobes too
+    told = d[d["merged"] == "0!"]
+    assert set(zip(told["incumbent"], told["contender"])) == {(a, b) for a in ("livepatch", "direct")
+                                                              for b in ("kprobe-post", "fail-function")}
+    assert set(told["broken"]) == {"ToldImpliesAttached"}
+    assert set(zip(d["incumbent"], d["contender"])) - set(zip(told["incumbent"], told["contender"])) == fixed
 
 
 def test_decision_grids_figure():
@@ -69,7 +75,7 @@ def test_decision_grids_figure():
     n = len(widgets.KEY_CONSUMERS)
     assert left.images[0].get_array().shape == (n, n)
     outlined = [p for p in right.patches if p.get_edgecolor()[:3] == (0.0, 0.0, 0.0)]
-    assert len(outlined) == 18                                # the pairs 6.0 fixed, among KEY_CONSUMERS
+    assert len(outlined) == 22            # among KEY_CONSUMERS: 18 pairs 6.0 fixed, 4 that 6.14 tells 0 unarmed
     assert left.get_xlabel().startswith("contender")
     matplotlib.pyplot.close(fig)
 
@@ -84,7 +90,7 @@ def test_invariant_breaks_shortest_sequences():
 
 def test_design_comparison_knobs_and_static_fallback():
     c = widgets.DesignComparison()
-    assert len(c.df) == 18 and "18 ordered pairs differ" in c.summary()
+    assert len(c.df) == 22 and "22 ordered pairs differ" in c.summary()
     bundle = c._repr_mimebundle_()
     assert {"application/vnd.jupyter.widget-view+json", "image/png", "text/html", "text/plain"} <= set(bundle)
     assert bundle["text/plain"].startswith(c.title)
