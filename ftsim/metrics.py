@@ -24,6 +24,8 @@ METRICS = {
     "livepatch_refused": ("livepatch attaches refused for good (any error but -EAGAIN)", "share of livepatch attaches"),
     "livepatch_refused_transient": ("livepatch attaches refused with -EAGAIN (a retry may succeed)", "share of livepatch attaches"),
     "other_refused": ("attaches of every other consumer refused", "share of other attaches"),
+    "told_unattached_share": ("attaches told 0 whose consumer is not attached after the step "
+                              "(ToldImpliesAttached)", "share of attaches told 0"),
     "retries_per_1k": ("-EAGAIN retries inside bpf_trampoline_update()", "per 1,000 events"),
     "regenerations_per_1k": ("BPF trampoline images built", "per 1,000 events"),
     "callbacks_per_1k": ("ops_func callbacks from ftrace", "per 1,000 events"),
@@ -77,6 +79,7 @@ def per_workload(arrays: dict, res: dict, order_changed: np.ndarray | None = Non
         "livepatch_refused": _ratio((lp_att & (ret != 0) & (ret != EAGAIN)).sum(-1), lp_att.sum(-1)),
         "livepatch_refused_transient": _ratio((lp_att & (ret == EAGAIN)).sum(-1), lp_att.sum(-1)),
         "other_refused": _ratio((ot_att & (ret != 0)).sum(-1), ot_att.sum(-1)),
+        "told_unattached_share": _ratio((att & (ret == 0) & (res["attached"] == 0)).sum(-1), (att & (ret == 0)).sum(-1)),
         "retries_per_1k": 1000.0 * res["retries"].sum(-1) / T,
         "regenerations_per_1k": 1000.0 * res["regenerations"].sum(-1) / T,
         "callbacks_per_1k": 1000.0 * res["callbacks"].sum(-1) / T,

@@ -55,6 +55,17 @@ def test_metrics_by_hand():
     assert np.isnan(df.loc["pre-6.0", "bypass_time_share"])          # no livepatch ever attached
 
 
+def test_told_but_not_attached_counts_the_614_kprobe():
+    """livepatch then kprobe-post: from 6.14 the probe is told 0 and arms nothing (1 of 2 attaches told 0);
+    on 6.1 it is refused with -EBUSY, so every attach told 0 is attached."""
+    arrays = _frame([(0.0, "f0", "livepatch", "attach", "lp"), (1.0, "f0", "kprobe-post", "attach", "kp"),
+                     (2.0, "f0", None, "call", None)])
+    df, _ = metrics.compute(arrays, [policy.get("merged"), policy.get("merged", kernel="6.1")])
+    df = df.set_index("policy")
+    assert df.loc["merged", "told_unattached_share"] == 0.5 and df.loc["merged", "other_refused"] == 0.0
+    assert df.loc["merged[6.1]", "told_unattached_share"] == 0.0 and df.loc["merged[6.1]", "other_refused"] == 1.0
+
+
 def test_order_sensitivity_sees_who_came_first():
     """pre-6.0: whichever of livepatch and fexit comes second is refused, so swapping them changes
     the final state; under naive both attach in either order... but a different one is bypassed."""
