@@ -32,7 +32,7 @@ import numpy as np
 
 from . import kprobes
 from .errors import FtsimError
-from .consumers import CATALOG, KLP, KPROBE, LIST, NAMES as CONSUMERS
+from .consumers import CATALOG, KPROBE, LIST, NAMES as CONSUMERS
 from .engine import BODY, RESULT_FIELDS, decode, live_flags, src_code, viol_bits
 from .invariants import check
 from .model import Model
@@ -88,6 +88,10 @@ class Tables:
         if policy not in self.init:
             self.init[policy] = self._intern(Model(policy))
         return self.init[policy]
+
+    def first_key(self, policy: Policy) -> int:
+        """The key of the policy's initial state with code 0, context 0: how ``run`` stores a state."""
+        return self.initial(policy) * self.K
 
     def _intern(self, m: Model) -> int:
         key = (m.policy, fingerprint(m))
@@ -384,7 +388,7 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     if R * Fn >= 2**31:
         raise FtsimError(f"workloads x functions x designs = {R * Fn:,} per chunk; the batch engine indexes "
                          f"with int32: run fewer workloads per chunk (at most {2**31 // (P * Fn):,})")
-    init = np.array([tb.initial(p) * tb.K for p in policies], np.int32)
+    init = np.array([tb.first_key(p) for p in policies], np.int32)
     S = np.repeat(init, W * Fn)                   # (row, function) -> first key of its state (state x K)
     funcT = np.ascontiguousarray(func.T, dtype=np.int32)                   # (T, W)
     codeT = np.ascontiguousarray(code.T, dtype=np.int32)
@@ -445,7 +449,7 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
         bar.close()
     keep = W if keep is None else keep
     keys = keys.T.reshape(P, W, T)[:, :keep]
-    return _decode(tb, keys, code[:keep], S.reshape(P, W, Fn) // K if want_final else None)
+    return _decode(tb, keys, S.reshape(P, W, Fn) // K if want_final else None)
 
 
 #: seconds of discovering transitions after which ``run`` shows a progress bar (on a terminal only)
@@ -484,7 +488,7 @@ REC = np.dtype([("ret", "<i2"), ("attached", "i1"), ("callbacks", "i1"), ("retri
                 ("src", "i1"), ("pad", "V5")])
 
 
-def _decode(tb: Tables, keys: np.ndarray, code: np.ndarray, final) -> dict:
+def _decode(tb: Tables, keys: np.ndarray, final) -> dict:
     g = tb.tab[np.ascontiguousarray(keys)]
     out = {name: g[name] for name in RESULT_FIELDS}
     if final is not None:

@@ -76,7 +76,7 @@ def main() -> int:
         batch.run(a, pols)
         cold += time.process_time() - t0
     tb = batch.tables(p.instances)
-    init = np.array([tb.initial(q) * tb.K for q in pols])
+    init = np.array([tb.first_key(q) for q in pols])
     for a in chunks:                       # then tables complete: best of REPEATS, engine and bare loop
         w, b1, b2 = [], [], []             # interleaved, so that a busy machine slows both alike
         for _ in range(REPEATS):
