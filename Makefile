@@ -20,7 +20,7 @@ export PYTHONHASHSEED := 0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: lab test test-fast test-browser bench kernel-lab clean
+.PHONY: lab test test-fast test-browser bench kernel-lab clean notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-browser: $(STAMP)
 	  { apt-get update -qq; apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }; } || \
 	  echo "no /usr/bin/chromium (apt-get install chromium): the browser test will be skipped"
 	FTSIM_BROWSER=1 $(PY) -m pytest -s tests/browser
+
+# Re-execute every notebook in place (stored outputs are what nbval compares): after a model change.
+notebooks: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(or $(NB),notebooks/*.ipynb)
 
 bench: $(STAMP)
 	$(PY) -m ftsim.bench

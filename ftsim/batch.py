@@ -278,99 +278,34 @@ def fingerprint(m: Model) -> tuple:
 
 
 TABLES: dict[int, Tables] = {}
-_SAVED: dict[int, int] = {}   # instances -> number of transitions on disk
+"""The tables of this process, per ``instances`` (built on demand; ``ftsim.cache`` persists them)."""
 
 
-def cache_dir():
-    """Where tables persist between processes: $FTSIM_CACHE, else ~/.cache/ftsim ("off" disables)."""
-    import os
-    from pathlib import Path
-    d = os.environ.get("FTSIM_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ftsim")
-    return None if d == "off" else Path(d)
-
-
-def _code_hash() -> str:
-    """A hash of every module a transition depends on (and of Python's and numpy's versions)."""
-    import hashlib
-    import sys
-    from pathlib import Path
-    h = hashlib.sha256(f"{sys.version_info[:2]} {np.__version__}".encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.stem not in ("metrics", "plots", "sweep", "bench", "workload", "widgets", "cli"):
-            h.update(path.read_bytes())
-    return h.hexdigest()[:20]
-
-
-def _cache_path(instances: int):
-    """The file for these tables: ``tables-<code hash>-i<instances>.pickle`` in ``cache_dir()``."""
-    d = cache_dir()
-    return None if d is None else d / f"tables-{_code_hash()}-i{instances}.pickle"
-
-
-#: tables of another version of the model are deleted when they were last written this long ago
-STALE_SECONDS = 24 * 3600
-
-
-def prune(now: float | None = None) -> list:
-    """Delete the cache's table files of other versions of the model not written for STALE_SECONDS
-    (a day: two checkouts sharing the cache do not delete each other's fresh tables); returns them."""
-    import time
-    d = cache_dir()
-    if d is None or not d.is_dir():
-        return []
-    keep, now = f"tables-{_code_hash()}-", time.time() if now is None else now
-    gone = []
-    for path in d.glob("tables-*.pickle"):
-        try:
-            if not path.name.startswith(keep) and now - path.stat().st_mtime > STALE_SECONDS:
-                path.unlink()
-                gone.append(path)
-        except OSError:
-            pass
-    return gone
-
-
-def tables(instances: int) -> Tables:
+def tables(instances: int, persist: bool = False) -> Tables:
+    """This process's tables for ``instances``; with ``persist``, first loaded from ``ftsim.cache``
+    when this process has none yet."""
     if instances not in TABLES:
-        TABLES[instances] = _load(instances) or Tables(instances)
-        _SAVED[instances] = TABLES[instances].transitions
+        from . import cache
+        TABLES[instances] = (cache.load(instances) if persist else None) or Tables(instances)
+        TABLES[instances].saved = TABLES[instances].transitions
     return TABLES[instances]
 
 
-def _load(instances: int) -> Tables | None:
-    path = _cache_path(instances)
-    try:
-        with open(path, "rb") as f:
-            tb = pickle.load(f)
-        return tb if isinstance(tb, Tables) and tb.I == instances else None
-    except Exception:          # noqa: BLE001 - no cache, or an unreadable one: start afresh
-        return None
+def save_tables() -> list:
+    """Write every table that grew since it was loaded or saved (``ftsim.cache.save``); returns the paths."""
+    from . import cache
+    written = []
+    for tb in TABLES.values():
+        if tb.transitions != getattr(tb, "saved", -1):
+            path = cache.save(tb)
+            if path is not None:
+                tb.saved = tb.transitions
+                written.append(path)
+    return written
 
 
-def save():
-    """Write the tables that grew since they were loaded (atomically; called at exit)."""
-    import os
-    for instances, tb in TABLES.items():
-        path = _cache_path(instances)
-        if path is None or tb.transitions == _SAVED.get(instances):
-            continue
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            with open(tmp, "wb") as f:
-                pickle.dump(tb, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-            _SAVED[instances] = tb.transitions
-        except OSError:
-            pass
-    prune()
-
-
-import atexit  # noqa: E402
-atexit.register(save)
-
-
-def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None) -> dict:
+def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None,
+        persist: bool = False) -> dict:
     """All workloads of ``arrays`` under every policy: dict field -> (policies, workloads, events) array
     (the reference's ``RESULT_FIELDS``); with ``want_final``, ``final`` (policies, workloads, functions)
     state ids whose ``Tables.final`` entries give what is attached where at the end.  ``keep``: decode
@@ -378,8 +313,9 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
 
     One row per (policy, workload); per event one state gather, one table gather and one scatter over
     all rows, int32 throughout.  Kprobe events (a few per cent) also read and update the shared-ops
-    registers; everything about them that does not depend on the state is prepared before the loop."""
-    tb = tables(arrays["instances"])
+    registers; everything about them that does not depend on the state is prepared before the loop.
+    ``persist``: start from the tables ``ftsim.cache`` keeps on disk (saving is ``save_tables()``)."""
+    tb = tables(arrays["instances"], persist)
     func, code = arrays["func"], arrays["code"]
     W, T = code.shape
     P = len(policies)

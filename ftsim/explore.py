@@ -33,6 +33,7 @@ from .errors import FtsimError, bad
 from .flags import Errno
 from .invariants import INVARIANTS, check
 from .model import Model
+from .paths import DATA
 from .policy import Policy
 
 #: The six consumer kinds explored by default: the two IPMODIFY users, the undeclared ip writer, the two
@@ -377,7 +378,7 @@ def df_shortest_grid(results: list[Exploration]) -> pd.DataFrame:
 
 #: The searches whose counterexamples are kept in data/scenarios/found/ (`write_found`): every design on
 #: one function at length 6, and the PEER gap that needs a second function.
-FOUND_DIR = Path(__file__).resolve().parent.parent / "data" / "scenarios" / "found"
+FOUND_DIR = DATA / "scenarios" / "found"
 PEER_GAP_CONSUMERS = ("kprobe-post", "fail-function", "bpf-fexit")
 
 

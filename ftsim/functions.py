@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
-from pathlib import Path
-
-DATA = Path(__file__).resolve().parent.parent / "data"
+from .paths import DATA
 
 
 @lru_cache(maxsize=1)

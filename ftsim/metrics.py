@@ -157,16 +157,17 @@ def _rows(arrays: dict, a: int, b: int) -> dict:
 
 
 def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch",
-            progress: bool | None = None) -> tuple[pd.DataFrame, dict]:
+            progress: bool | None = None, persist: bool = False) -> tuple[pd.DataFrame, dict]:
     """Run ``arrays`` (and the swapped variant) under ``pols``: (df_workloads, per-event results).
-    More than ``CHUNK`` workloads run chunk by chunk, with a tqdm bar (``progress=None``: when chunked)."""
+    More than ``CHUNK`` workloads run chunk by chunk, with a tqdm bar (``progress=None``: when chunked).
+    ``persist``: the batch engine starts from the tables on disk and saves what it learnt (``ftsim.cache``)."""
     W = arrays["code"].shape[0]
     if W > CHUNK:
         from tqdm.auto import tqdm
         starts = range(0, W, CHUNK)
         dfs, ress = [], []
         for a in tqdm(starts, desc="workload chunks", unit="chunk", disable=progress is False):
-            df, res = compute(_rows(arrays, a, a + CHUNK), pols, engine_name)
+            df, res = compute(_rows(arrays, a, a + CHUNK), pols, engine_name, persist=persist)
             df["workload"] += a
             dfs.append(df)
             ress.append(res)
@@ -177,7 +178,9 @@ def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch",
     if engine_name == "batch":
         both = {k: (np.concatenate([arrays[k], var[k]]) if isinstance(arrays[k], np.ndarray) else arrays[k])
                 for k in arrays}
-        r = batch.run(both, pols, want_final=True, keep=W)
+        r = batch.run(both, pols, want_final=True, keep=W, persist=persist)
+        if persist:
+            batch.save_tables()
         tb = batch.tables(arrays["instances"])
         changed = batch.final_differs(tb, r["final"][:, :W], r["final"][:, W:])
         res = {k: v for k, v in r.items() if k != "final"}
@@ -198,7 +201,7 @@ class Outcomes:
     name = "outcomes"
 
     def __init__(self, preset="uniform", policies="all", workloads=1000, events=200, seed=0, mix=None,
-                 functions=None, engine="batch", **overrides):
+                 functions=None, engine="batch", persist=True, **overrides):
         self.params = workload.resolve(preset, mix=mix, functions=functions, **overrides)
         self.policies = _policies(policies)
         if engine not in ("batch", "reference"):
@@ -206,7 +209,7 @@ class Outcomes:
         workload._sizes(events, workloads)
         self.preset, self.workloads, self.events, self.seed, self.engine = preset, workloads, events, seed, engine
         self.arrays = workload.generate_arrays(self.params, seed, events, workloads)
-        self._df, self.results = compute(self.arrays, self.policies, engine)
+        self._df, self.results = compute(self.arrays, self.policies, engine, persist=persist)
 
     # -- DataFrame getters -------------------------------------------------------------------------
     def df_workloads(self) -> pd.DataFrame:

@@ -35,7 +35,7 @@ def run_chunk(preset: str, policy_names: list[str], kernel: str | None, start: i
     p = workload.resolve(preset, **overrides)
     pols = [policies.get(x, kernel=kernel) if x == "merged" else policies.get(x) for x in policy_names]
     arrays = workload.generate_arrays(p, seed, events, n, start)
-    df, _ = metrics.compute(arrays, pols)
+    df, _ = metrics.compute(arrays, pols, persist=True)
     df["workload"] += start
     return df
 

@@ -17,11 +17,11 @@ The ``position`` column places each message between the two designs argued over:
 """
 from __future__ import annotations
 
-from pathlib import Path
+from .paths import DATA as _DATA
 
 import pandas as pd
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "thread"
+DATA = _DATA / "thread"
 LORE = "https://lore.kernel.org/all/{}/"
 
 #: position -> (lane on the timeline's y axis, colour)

@@ -30,8 +30,9 @@ import pandas as pd
 
 from .consumers import CATALOG, NAMES as CONSUMERS
 from .errors import FtsimError, bad
+from .paths import DATA
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "data" / "presets"
+PRESET_DIR = DATA / "presets"
 KEYS = ("description", "functions", "zipf", "call_share", "rate", "livepatch_burst", "burst_gap",
         "max_live", "instances", "lifetimes", "mix")
 LIVEPATCH = CONSUMERS.index("livepatch")

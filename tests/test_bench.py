@@ -7,7 +7,6 @@ from ftsim import batch, bench
 def test_bench_prints_every_figure_at_a_small_size(monkeypatch, capsys):
     monkeypatch.setenv("FTSIM_CACHE", "off")          # main() sets it too; monkeypatch restores it
     monkeypatch.setattr(batch, "TABLES", {})          # the first pass must discover, as in `make bench`
-    monkeypatch.setattr(batch, "_SAVED", {})
     for name, value in (("WORKLOADS", 40), ("CHUNK", 20), ("EVENTS", 50), ("REPEATS", 1)):
         monkeypatch.setattr(bench, name, value)
     assert bench.main() == 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ftsim import batch, engine, metrics, policy, workload
+from ftsim import batch, cache, engine, metrics, policy, workload
 from ftsim.consumers import NAMES as CONSUMERS
 
 os.environ.setdefault("FTSIM_CACHE", "off")   # these tests build the tables from the model, not from disk
@@ -98,14 +98,15 @@ def test_refused_attach_then_detach_is_enoent_in_both_engines():
 def test_tables_persist_between_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("FTSIM_CACHE", str(tmp_path))
     monkeypatch.setattr(batch, "TABLES", {})
-    monkeypatch.setattr(batch, "_SAVED", {})
     arrays = workload.generate_arrays(workload.resolve("bpf-lsm"), seed=9, n_events=100, workloads=5)
-    first = batch.run(arrays, POLICIES)
-    batch.save()
+    first = batch.run(arrays, POLICIES, persist=True)
+    assert not list(tmp_path.glob("tables-*.pickle"))              # nothing written unless asked
+    assert len(batch.save_tables()) == 1
     assert len(list(tmp_path.glob("tables-*.pickle"))) == 1
     monkeypatch.setattr(batch, "TABLES", {})
-    again = batch.run(arrays, POLICIES)
-    assert batch.tables(1).transitions == batch._SAVED[1]          # nothing had to be recomputed
+    again = batch.run(arrays, POLICIES, persist=True)
+    saved = batch.tables(1).transitions
+    assert saved == batch.tables(1).saved and saved > 0            # nothing had to be recomputed
     for k in engine.RESULT_FIELDS:
         assert (first[k] == again[k]).all()
     n = len(batch.tables(1).snap)                        # saved without spare capacity: grows again
@@ -113,7 +114,7 @@ def test_tables_persist_between_processes(tmp_path, monkeypatch):
     _compare(workload.generate_arrays(workload.resolve("uniform"), seed=4, n_events=150, workloads=6))
     assert len(batch.tables(1).snap) > n
     monkeypatch.setenv("FTSIM_CACHE", "off")
-    assert batch._cache_path(1) is None
+    assert cache.path_for(1) is None
 
 
 @pytest.mark.skipif("kprobe_arm_error_dropped" not in {f.name for f in __import__("dataclasses").fields(policy.Policy)},
@@ -134,22 +135,21 @@ def test_an_unarmed_probe_holds_no_shared_ops():
 def test_prune_deletes_only_stale_tables_of_other_model_versions(tmp_path, monkeypatch):
     monkeypatch.setenv("FTSIM_CACHE", str(tmp_path))
     now = 1_000_000_000.0
-    current = batch._cache_path(1)
+    current = cache.path_for(1)
     current.write_bytes(b"")
     other_old, other_new = tmp_path / "tables-0000-i1.pickle", tmp_path / "tables-1111-i2.pickle"
     legacy = tmp_path / "tables-2222.pickle"                  # the naming before the instances suffix
-    for path, age in ((current, 10 * batch.STALE_SECONDS), (other_old, batch.STALE_SECONDS + 1),
-                      (other_new, batch.STALE_SECONDS - 60), (legacy, 2 * batch.STALE_SECONDS)):
+    for path, age in ((current, 10 * cache.STALE_SECONDS), (other_old, cache.STALE_SECONDS + 1),
+                      (other_new, cache.STALE_SECONDS - 60), (legacy, 2 * cache.STALE_SECONDS)):
         path.touch()
         os.utime(path, (now - age, now - age))
-    gone = batch.prune(now=now)
+    gone = cache.prune(now=now)
     assert sorted(gone) == sorted([other_old, legacy])
     assert current.exists() and other_new.exists() and not other_old.exists()
 
 
 def test_a_long_discovery_shows_a_bar_and_warm_tables_do_not(monkeypatch):
     monkeypatch.setattr(batch, "TABLES", {})
-    monkeypatch.setattr(batch, "_SAVED", {})
     monkeypatch.setattr(batch, "DISCOVERY_BAR_AFTER", 0.0)
     bars = []
 

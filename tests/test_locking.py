@@ -2,7 +2,7 @@
 trylock's transient -EAGAIN, the designs compared, and the Monte Carlo's shape."""
 import pytest
 
-from ftsim import locking as K
+from ftsim import locking as K, lockstats as S
 from ftsim.errors import FtsimError
 from ftsim.locking import DIRECT, TR, L, RET, U
 
@@ -59,20 +59,20 @@ def test_bad_names():
 
 
 def test_monte_carlo_shape():
-    low = K.monte_carlo(1, 0.1, trials=500, seed=1)
-    high = K.monte_carlo(1000, 5.0, trials=300, seed=1)
-    mid = K.monte_carlo(100, 1.0, trials=3000, seed=1)
+    low = S.monte_carlo(1, 0.1, trials=500, seed=1)
+    high = S.monte_carlo(1000, 5.0, trials=300, seed=1)
+    mid = S.monte_carlo(100, 1.0, trials=3000, seed=1)
     assert low["p_eagain"] < 0.01 and high["p_eagain"] > 0.95
     assert mid["p_deadlock"] <= mid["p_eagain"]
     assert abs(mid["p_eagain"] - mid["utilisation"]) < 0.04          # about the share of time tr->mutex is held
-    assert K.monte_carlo(100, 1.0, trials=200, seed=7) == K.monte_carlo(100, 1.0, trials=200, seed=7)
+    assert S.monte_carlo(100, 1.0, trials=200, seed=7) == S.monte_carlo(100, 1.0, trials=200, seed=7)
 
 
 def test_plots_show_their_data():
-    df = K.df_monte_carlo(rates=(10, 100), holds_ms=(1.0,), trials=100)
-    ax = K.plot_monte_carlo(df).axes[0]
+    df = S.df_monte_carlo(rates=(10, 100), holds_ms=(1.0,), trials=100)
+    ax = S.plot_monte_carlo(df).axes[0]
     assert list(ax.lines[0].get_ydata()) == list(df["p_eagain"]) and ax.get_xscale() == "log"
-    sw = K.plot_swimlanes("merged-blocking", PAIR).axes[0]
+    sw = S.plot_swimlanes("merged-blocking", PAIR).axes[0]
     assert [t.get_text() for t in sw.get_yticklabels()] == list(PAIR)
     assert "deadlock" in sw.get_title()
 
@@ -87,7 +87,7 @@ def test_frames_match_their_docstrings():
     assert list(r.df_outcomes().columns) == _doc_columns(K.Interleavings.df_outcomes)
     assert list(r.df_trace().columns) == _doc_columns(K.Interleavings.df_trace)[:5]
     assert list(K.df_designs(thread_sets=(PAIR,)).columns) == _doc_columns(K.df_designs)
-    assert list(K.df_monte_carlo(rates=(10,), holds_ms=(1.0,), trials=10).columns) == _doc_columns(K.df_monte_carlo)
+    assert list(S.df_monte_carlo(rates=(10,), holds_ms=(1.0,), trials=10).columns) == _doc_columns(S.df_monte_carlo)
 
 
 @pytest.mark.parametrize("design", ["merged", "rostedt-drop"])

@@ -4,13 +4,13 @@ import importlib.util
 import matplotlib
 import pytest
 
-from ftsim import policy, widgets
+from ftsim import designs, policy, widgets
 
 matplotlib.use("Agg")
 
 
 def test_scenario_text_handles_and_impossible_detach():
-    text = widgets.scenario_text([("attach", "livepatch"), ("attach", "livepatch"), ("detach", "livepatch"),
+    text = designs.scenario_text([("attach", "livepatch"), ("attach", "livepatch"), ("detach", "livepatch"),
                                   ("detach", "bpf-fexit"), ("call", "")], "cmdline_proc_show")
     assert text.splitlines() == [
         "attach livepatch cmdline_proc_show",
@@ -22,7 +22,7 @@ def test_scenario_text_handles_and_impossible_detach():
 
 
 def test_df_scenario_by_policy_cells():
-    df = widgets.df_scenario_by_policy(
+    df = designs.df_scenario_by_policy(
         "attach livepatch cmdline_proc_show as lp\nattach bpf-fexit cmdline_proc_show as fx\ncall cmdline_proc_show\n",
         [policy.get("pre-6.0"), policy.get("merged"), policy.get("naive")])
     assert list(df.columns) == ["pre-6.0", "merged", "naive"]
@@ -56,10 +56,10 @@ def test_differences_pre60_to_merged_are_the_ipmodify_bpf_pairs_and_the_614_kpro
     ipmod, bpf = {"livepatch", "kprobe-post", "fail-function"}, {"bpf-fentry", "bpf-fexit", "bpf-fmod-ret",
                                                                  "bpf-fmod-ret-pass"}
     fixed = {(a, b) for a in ipmod for b in bpf} | {(b, a) for a in ipmod for b in bpf}
-    d = widgets.df_differences("pre-6.0", "merged", kernel="6.1")           # what 6.0 changed
+    d = designs.df_differences("pre-6.0", "merged", kernel="6.1")           # what 6.0 changed
     assert set(d["pre-6.0"]) == {"-EBUSY"} and set(d["merged[6.1]"]) == {"0"}
     assert set(zip(d["incumbent"], d["contender"])) == fixed
-    d = widgets.df_differences("pre-6.0", "merged")                          # newest: 6.14's kprobes too
+    d = designs.df_differences("pre-6.0", "merged")                          # newest: 6.14's kprobes too
     told = d[d["merged"] == "0!"]
     assert set(zip(told["incumbent"], told["contender"])) == {(a, b) for a in ("livepatch", "direct")
                                                               for b in ("kprobe-post", "fail-function")}
@@ -68,11 +68,11 @@ def test_differences_pre60_to_merged_are_the_ipmodify_bpf_pairs_and_the_614_kpro
 
 
 def test_decision_grids_figure():
-    fig = widgets.plot_decision_grids(("pre-6.0", "merged"), "result", only=widgets.KEY_CONSUMERS)
+    fig = designs.plot_decision_grids(("pre-6.0", "merged"), "result", only=designs.KEY_CONSUMERS)
     left, right = fig.axes[:2]
     assert left.get_title() == "pre-6.0: result" and right.get_title() == "merged: result"
-    assert [t.get_text() for t in left.get_yticklabels()] == list(widgets.KEY_CONSUMERS)
-    n = len(widgets.KEY_CONSUMERS)
+    assert [t.get_text() for t in left.get_yticklabels()] == list(designs.KEY_CONSUMERS)
+    n = len(designs.KEY_CONSUMERS)
     assert left.images[0].get_array().shape == (n, n)
     outlined = [p for p in right.patches if p.get_edgecolor()[:3] == (0.0, 0.0, 0.0)]
     assert len(outlined) == 22            # among KEY_CONSUMERS: 18 pairs 6.0 fixed, 4 that 6.14 tells 0 unarmed
@@ -81,7 +81,7 @@ def test_decision_grids_figure():
 
 
 def test_invariant_breaks_shortest_sequences():
-    df = widgets.df_invariant_breaks([policy.get("merged", kernel="6.1"), policy.get("naive")], depth=3)
+    df = designs.df_invariant_breaks([policy.get("merged", kernel="6.1"), policy.get("naive")], depth=3)
     assert df.loc["NoSilentBypass", "merged[6.1]"] == "attach livepatch; attach bpf-fentry; attach bpf-fexit"
     assert df.loc["NoSilentBypass", "naive"] == "attach livepatch; attach bpf-fexit"
     assert df.loc["AtMostOneIPModify", "merged[6.1]"] == "kept (<= 3 steps)"
@@ -103,10 +103,10 @@ def test_design_comparison_knobs_and_static_fallback():
 
 
 def test_call_path_diagram():
-    fig = widgets.plot_call_path()
+    fig = designs.plot_call_path()
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert "IPMODIFY" in texts and "DIRECT" in texts and "ORIG_STACK" in texts
-    assert list(widgets.df_call_path()["box"]) == [k for k, *_ in widgets.CALL_PATH]
+    assert list(designs.df_call_path()["box"]) == [k for k, *_ in designs.CALL_PATH]
     matplotlib.pyplot.close(fig)
 
 
@@ -129,14 +129,14 @@ def test_dashboard_figures_leave_pyplot_alone():
 
 
 def test_pair_costs_and_labelled_variants():
-    df = widgets.df_pair_costs()
+    df = designs.df_pair_costs()
     assert list(df.index) == list(policy.NAMES) and (df["pairs"] == 24).all()
     assert df.loc["pre-6.0", "accepted"] == 0 and df.loc["merged", "accepted"] == 24
     assert df.loc["rostedt", "retries"] == 0 and df.loc["song", "retries"] > 0
     assert df.loc["merged", "callbacks"] > max(df.loc["rostedt", "callbacks"], df.loc["song", "callbacks"])
-    v = widgets.df_pair_costs({"no prepare": policy.get("song", ipmodify_second="refuse"), "song": "song"})
+    v = designs.df_pair_costs({"no prepare": policy.get("song", ipmodify_second="refuse"), "song": "song"})
     assert list(v.index) == ["no prepare", "song"] and v.loc["no prepare", "accepted"] < 24
-    fig = widgets.plot_pair_costs()
+    fig = designs.plot_pair_costs()
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(policy.NAMES)
     assert [b.get_height() for b in ax.containers[0]] == list(df["callbacks"])
