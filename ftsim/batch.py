@@ -1,289 +1,50 @@
-"""The batch engine: memoised transition tables over a canonical per-function state, stepped with numpy
-across many workloads and policies at once; exactly equivalent to the reference engine (ftsim.engine).
+"""The batch engine: memoised transition tables over canonical one-function states (ftsim.transitions),
+stepped with numpy across many workloads and policies at once; exactly equivalent to the reference
+engine (ftsim.engine).
 
-Why it is exact.  Everything the model keeps about one function (its record, handles, klp func_stack,
-kprobe aggregate, BPF trampoline) changes only on events on that function, except through the two
-shared kprobe ops.  Those couple functions in two ways, which the engine carries as per-workload
-registers (``cnt``: how many functions hold each shared ops; ``regt``: the event at which it was
-last registered) and per-function ``klpt`` (the event at which its klp_ops was registered, NEVER while
-it has none):
-  * the first probe anywhere registers the ops (PEER callbacks run); later probes only add a filter
-    ip (the PEER gap), and the last one unregisters it;
-  * ops order is global registration order, so whether the kprobe ops runs before or after the
-    function's klp_ops (the oldest ip writer wins) depends on when it was registered elsewhere.
-A kprobe event therefore carries a context: 0 nobody else holds the ops; 1 others hold it and it is
-older than this function's klp_ops (or there is none); 2 others hold it and it is newer.
+Why it is exact.  Everything the model keeps about one function changes only on events on that
+function, except through what functions share; the engine carries those as per-workload registers:
 
-A state is a snapshot of a one-function ``Model`` (function ``f``) in canonical form (handles named
-``consumer#instance``, shared kprobe ops held by ``f`` alone or unregistered); an unknown transition
-(state, event, context) is computed by copying the snapshot, recreating the context with a phantom
-holder ``g`` of the shared ops, applying the event through ``Model`` and canonicalising the result.
-Tables grow on demand and are kept per process (``TABLES``) and on disk.  Besides the next state and
-the result record of each key (state x K + code x 3 + context), ``Tables._derive`` keeps per key what the
-registers need (which ops a probe event concerns, which ops the function stops or starts holding, what
-happens to its klp_ops), so that a step reads them with one gather each instead of recomputing them.
+* the two shared kprobe ops: ``cnt`` (the kernel's count, which an aggregate disarmed from the wrong
+  ops can drive negative: RefCountNonNegative is read from it), ``en`` (registered) and ``regt``
+  (when last registered), and per function ``klpt`` / ``trt`` (when its klp_ops / trampoline ops
+  registered): a kprobe event's context;
+* ftrace killed (``dead``: each function's state is moved to its killed form before its next event)
+  and a kernel oops (``oops_at``: nothing runs after it);
+* one BPF direct ops for all trampolines (7.x): ``n_danger`` / ``n_ipmt`` count the functions whose
+  trampoline is dangerous (CALL_ORIG without ORIG_STACK on an IPMODIFY record) or on an IPMODIFY
+  record at all; an event that may modify a trampoline is looked up with the first dangerous one as
+  context, SELF sent to it sets its SHARE (the engine applies the same change to that function), and
+  every SELF answered by another function's safe trampoline adds a callback.
+
+A transition that leaves the kprobe counts irregular (an aggregate disarmed from the ops it is not
+armed on, a failed disarm after ftrace_kill()) marks its workload: such rows are rerun by the
+reference engine (``fallback`` counts them).
 """
 from __future__ import annotations
 
-import pickle
 import time
 
 import numpy as np
 
-from . import kprobes
+from .engine import RESULT_FIELDS, run_one
 from .errors import FtsimError
-from .consumers import CATALOG, KPROBE, LIST, NAMES as CONSUMERS
-from .engine import BODY, RESULT_FIELDS, decode, live_flags, src_code, viol_bits
-from .invariants import check
-from .model import Model
 from .policy import Policy
+from .engine import BIT, NOTRUN
+from .transitions import AUX, KCTX, REC, ST, Tables
 
-NCTX = 3
-KOPS = (kprobes.FTRACE_OPS, kprobes.IPMODIFY_OPS)
-F, G = "f", "g"
+REFCOUNT = BIT["RefCountNonNegative"]
 
-
-#: the arrays of ``Tables`` with one entry per key
-PER_KEY = ("next", "tab", "kx", "kheld", "kdec", "kinc", "klpch")
-
-
-class Tables:
-    """Transition tables of all policies seen so far (state ids are global) for one ``instances``."""
-
-    def __init__(self, instances: int):
-        self.I = instances
-        self.NCODE = 1 + 2 * len(CONSUMERS) * instances
-        self.K = self.NCODE * NCTX
-        self.snap: list[bytes] = []       # pickled canonical one-function models
-        self.index: dict = {}
-        self.init: dict[Policy, int] = {}
-        cap = 64
-        self.next = np.full(cap * self.K, -1, np.int32)      # per key: next state's first key (-1 unknown)
-        self.tab = np.zeros(cap * self.K, REC)                # every result of a transition, 16 bytes
-        self.st = np.zeros((7, cap), np.int16)                # viol lp wr body src agg klp
-        # per key, for the shared kprobe ops registers (slots 0, 1: the two ops; 2: nothing):
-        self.kx = np.zeros(cap * self.K, np.int8)       # the ops a probe event on this state concerns
-        self.kheld = np.zeros(cap * self.K, bool)       # f's aggregate holds a shared ops already
-        self.kdec = np.zeros(cap * self.K, np.int8)     # slot f stops holding (2: none, no change)
-        self.kinc = np.zeros(cap * self.K, np.int8)     # slot f starts holding (2: none, no change)
-        self.klpch = np.zeros(cap * self.K, np.int8)    # klp_ops: 1 registered, 2 gone, 0 neither
-        self.final: list = []                                 # semantic final state per state id
-        ck = np.zeros(self.NCODE, bool)
-        cops = np.zeros(self.NCODE, np.int8)
-        lpc = np.zeros(self.NCODE, bool)
-        for code in range(1, self.NCODE):
-            _, c, _ = decode(code, instances)
-            ck[code] = CATALOG[c].mechanism == KPROBE
-            cops[code] = 1 if CATALOG[c].post_handler else 0
-            lpc[code] = c == "livepatch"
-        self.code_kprobe, self.code_ops, self.code_lp = ck, cops, lpc
-        # passive list consumers (mechanism LIST) never conflict and change nothing a step reports:
-        # their events leave the state as it is, with constant results (ret 0, no callbacks)
-        self.passive = np.array([code > 0 and CATALOG[decode(code, instances)[1]].mechanism == LIST
-                                 for code in range(self.NCODE)])
-        self.transitions = 0
-
-    # -- states ----------------------------------------------------------------------------------
-    def initial(self, policy: Policy) -> int:
-        if policy not in self.init:
-            self.init[policy] = self._intern(Model(policy))
-        return self.init[policy]
-
-    def first_key(self, policy: Policy) -> int:
-        """The key of the policy's initial state with code 0, context 0: how ``run`` stores a state."""
-        return self.initial(policy) * self.K
-
-    def _intern(self, m: Model) -> int:
-        key = (m.policy, fingerprint(m))
-        sid = self.index.get(key)
-        if sid is not None:
-            return sid
-        sid = len(self.snap)
-        self.index[key] = sid
-        self.snap.append(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL))
-        if sid >= self.st.shape[1]:
-            self._grow()
-        out = m.simulate(F)
-        lp, wr = live_flags(m, F)
-        entry = m.kernel.probes.get(F)
-        agg = -1 if entry is None else KOPS.index(entry[0])
-        self.st[:, sid] = (viol_bits(check(m, F, out)), lp, wr, BODY[out.body_ran], src_code(m, out.result_from),
-                           agg, F in m.kernel.klp)
-        self._derive(np.arange(sid * self.K, (sid + 1) * self.K))
-        att = frozenset(h for h in m.kernel.live_on(F) if m.attached(h))
-        self.final.append((att, int(self.st[0, sid])))
-        return sid
-
-    def _grow(self):
-        cap = self.st.shape[1] * 2
-        if cap * self.K >= 2**31:
-            raise FtsimError(f"more than {2**31 // self.K:,} states: the batch engine's int32 keys overflow")
-        for name in PER_KEY:
-            old = getattr(self, name)
-            new = np.full(cap * self.K, -1, old.dtype) if name == "next" else np.zeros(cap * self.K, old.dtype)
-            new[:old.size] = old
-            setattr(self, name, new)
-        st = np.zeros((7, cap), np.int16)
-        st[:, :self.st.shape[1]] = self.st
-        self.st = st
-
-    def __getstate__(self):
-        """Saved without the unused capacity (the next new state grows the arrays again)."""
-        d = dict(self.__dict__)
-        n = len(self.snap)
-        for name in PER_KEY:
-            d[name] = d[name][:n * self.K].copy()
-        d["st"] = d["st"][:, :n].copy()
-        return d
-
-    def final_ids(self) -> np.ndarray:
-        """Per state id: an id of its semantic final state (equal ids: same attachments and breaks)."""
-        ids = getattr(self, "_final_ids", None)
-        if ids is None or len(ids) < len(self.final):
-            seen = getattr(self, "_final_seen", {})
-            extra = [seen.setdefault(x, len(seen)) for x in self.final[0 if ids is None else len(ids):]]
-            self._final_seen = seen
-            self._final_ids = ids = np.concatenate([ids if ids is not None else np.zeros(0, np.int64),
-                                                    np.array(extra, np.int64)])
-        return ids
-
-    # -- transitions -----------------------------------------------------------------------------
-    def fill(self, keys: np.ndarray):
-        """Compute the unknown transitions ``keys`` (state*K + code*NCTX + ctx) through the Model."""
-        keys = np.unique(keys)
-        for key in keys:
-            key = int(key)
-            if self.next[key] >= 0:
-                continue
-            s, rest = divmod(key, self.K)
-            code, ctx = divmod(rest, NCTX)
-            if self.passive[code]:          # no state change, constant results (see __init__)
-                ns, res = s, (0, code % 2, 0, 0, 0)
-            else:
-                m = pickle.loads(self.snap[s])
-                res, refused_detach = self._apply(m, code, ctx)
-                canonicalise(m, refused_detach)
-                ns = self._intern(m)
-            self.next[key] = ns * self.K
-            viol, lp, wr, body, src = (int(v) for v in self.st[:5, ns])
-            if code:
-                body = src = -1
-            self.tab[key] = (*res, viol, lp, wr, body, src, b"")
-            self.transitions += 1
-        self._derive(keys)
-
-    def _derive(self, keys: np.ndarray):
-        """The per-key tables ``run`` reads for the shared-ops registers, from ``st`` and ``next``:
-        for every key of a known state the ops slot it concerns and whether f holds one already; for
-        every known transition the slots f stops and starts holding and what happens to klp_ops."""
-        s, code = np.divmod(keys, self.K)
-        code //= NCTX
-        agg, klp = self.st[5].take(s), self.st[6].take(s)
-        self.kx[keys] = np.where(agg < 0, self.code_ops.take(code), agg)
-        self.kheld[keys] = agg >= 0
-        known = self.next.take(keys) >= 0
-        keys, agg, klp = keys[known], agg[known], klp[known]
-        ns = self.next.take(keys) // self.K
-        agg1, klp1 = self.st[5].take(ns), self.st[6].take(ns)
-        moved = agg != agg1                                  # slot 2 (none, or no change) -> scratch
-        self.kdec[keys] = np.where(moved, agg % 3, 2)
-        self.kinc[keys] = np.where(moved, agg1 % 3, 2)
-        self.klpch[keys] = np.where(klp1 > klp, 1, np.where(klp > klp1, 2, 0))
-
-    def _apply(self, m: Model, code: int, ctx: int):
-        op, consumer, inst = decode(code, self.I)
-        k = m.kernel
-        if op == "call":
-            return (-1, -1, 0, 0, 0), None
-        name = f"{consumer}#{inst}"
-        if ctx and CATALOG[consumer].mechanism == KPROBE:
-            entry = k.probes.get(F)
-            ops_name = entry[0] if entry else KOPS[int(CATALOG[consumer].post_handler)]
-            ops = kprobes._ops(k, ops_name)
-            if F in ops.funcs:
-                k.kprobe_cnt[ops_name] += 1                  # someone else holds it too
-            else:                                            # registered elsewhere, filter ip only
-                ops.enabled, ops.funcs, k.kprobe_cnt[ops_name] = True, {G}, 1
-                klp = k.klp.get(F)
-                ops.seq = 0.5 if klp is None else klp[0].seq + (-0.5 if ctx == 1 else 0.5)
-        if op == "attach":
-            st = m.attach(consumer, F, name)
-            refused = None
-        else:
-            h = k.handles[name]
-            refused = name if (h.detached and h.told) else None
-            st = m.detach(name)
-        return (st.ret, int(bool(st.attached)), st.callbacks, st.retries, st.regenerations), refused
-
-
-def canonicalise(m: Model, refused_detach: str | None):
-    """Drop finished handles and the phantom holder; shared kprobe ops held by ``f`` alone or unregistered."""
-    k = m.kernel
-    for name in [n for n, h in k.handles.items() if (h.detached and not h.told) or n == refused_detach]:
-        del k.handles[name]
-    entry = k.probes.get(F)
-    for name, ops in k.kprobe_ops.items():
-        if entry is not None and entry[0] == name:
-            ops.enabled, ops.funcs, k.kprobe_cnt[name] = True, {F}, 1
-        else:
-            ops.enabled, ops.funcs, k.kprobe_cnt[name], ops.seq = False, set(), 0, -1
-    k.records.pop(G, None)
-    m.steps = 0
-    # orders nothing reported depends on: non-overriding kprobe members, livepatch instances (the
-    # result names the consumer), BPF programs other than skipping fmod_ret (first one wins)
-    if entry is not None:
-        ov = [h for h in entry[1] if CATALOG[k.handles[h].consumer].overrides]
-        entry[1][:] = ov + sorted(h for h in entry[1] if h not in ov)
-    if F in k.klp:
-        k.klp[F][1].sort()
-    tr = k.tramps.get(F)
-    if tr is not None:
-        tr.progs = _prog_order(tr.progs)
-        tr.live_progs = _prog_order(tr.live_progs)
-
-
-def _prog_order(progs):
-    skip = [p for p in progs if p.skips]
-    return skip + sorted((p for p in progs if not p.skips), key=lambda p: (p.kind, p.handle))
-
-
-def _ops_key(o):
-    return (o.name, o.flags.value, o.enabled, o.has_ops_func)
-
-
-def fingerprint(m: Model) -> tuple:
-    """Everything about function ``f`` that can change what a later step reports."""
-    k = m.kernel
-    rec = k.records.get(F)
-    if rec is not None:
-        writers = sorted((o for o in rec.ops if o.name.startswith(("klp_ops", "kprobe_"))), key=lambda o: o.seq)
-        r = (tuple(sorted(_ops_key(o) for o in rec.ops)), tuple(o.name for o in writers), rec.ipmodify,
-             rec.direct.name if rec.direct is not None else None, rec.modified, rec.stale_direct,
-             rec.shared_ipmodify)
-    else:
-        r = None
-    handles = tuple(sorted((n, h.consumer, h.told, h.detached,
-                            _ops_key(h.ops) if h.ops is not None else None) for n, h in k.handles.items()))
-    probes = k.probes.get(F)
-    klp = k.klp.get(F)
-    tr = k.tramps.get(F)
-    trk = None
-    if tr is not None:
-        trk = (_ops_key(tr.ops), tuple((p.handle, p.kind, p.skips) for p in tr.progs), tr.flags.value,
-               None if tr.live_flags is None else tr.live_flags.value,
-               tuple((p.handle, p.kind, p.skips) for p in tr.live_progs))
-    return (r, handles, tuple(k.live.get(F, {})), tuple(sorted(k.unarmed)),
-            None if probes is None else (probes[0], tuple(probes[1])),
-            None if klp is None else (_ops_key(klp[0]), tuple(klp[1])), trk)
-
+A = {name: i for i, name in enumerate(AUX)}
+S_ = {name: i for i, name in enumerate(ST)}
+NEVER = np.iinfo(np.int32).max
 
 TABLES: dict[int, Tables] = {}
 """The tables of this process, per ``instances`` (built on demand; ``ftsim.cache`` persists them)."""
 
 
 def tables(instances: int, persist: bool = False) -> Tables:
-    """This process's tables for ``instances``; with ``persist``, first loaded from ``ftsim.cache``
-    when this process has none yet."""
+    """This process's tables for ``instances``; with ``persist``, first loaded from ``ftsim.cache``."""
     if instances not in TABLES:
         from . import cache
         TABLES[instances] = (cache.load(instances) if persist else None) or Tables(instances)
@@ -304,17 +65,22 @@ def save_tables() -> list:
     return written
 
 
+#: seconds of discovering transitions after which ``run`` shows a progress bar (on a terminal only)
+DISCOVERY_BAR_AFTER = 1.0
+
+
+def _discovery_bar(total: int, done: int):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=done, desc="discovering transitions", unit="event", leave=False,
+                disable=None)
+
+
 def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None,
         persist: bool = False) -> dict:
     """All workloads of ``arrays`` under every policy: dict field -> (policies, workloads, events) array
-    (the reference's ``RESULT_FIELDS``); with ``want_final``, ``final`` (policies, workloads, functions)
-    state ids whose ``Tables.final`` entries give what is attached where at the end.  ``keep``: decode
-    the per-event results of the first ``keep`` workloads only.
-
-    One row per (policy, workload); per event one state gather, one table gather and one scatter over
-    all rows, int32 throughout.  Kprobe events (a few per cent) also read and update the shared-ops
-    registers; everything about them that does not depend on the state is prepared before the loop.
-    ``persist``: start from the tables ``ftsim.cache`` keeps on disk (saving is ``save_tables()``)."""
+    (the reference's ``RESULT_FIELDS``), ``fallback`` (policies, workloads) rows rerun by the reference
+    engine; with ``want_final``, ``final`` (policies, workloads, functions) state ids.  ``keep``:
+    decode the per-event results of the first ``keep`` workloads only."""
     tb = tables(arrays["instances"], persist)
     func, code = arrays["func"], arrays["code"]
     W, T = code.shape
@@ -324,111 +90,250 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
     if R * Fn >= 2**31:
         raise FtsimError(f"workloads x functions x designs = {R * Fn:,} per chunk; the batch engine indexes "
                          f"with int32: run fewer workloads per chunk (at most {2**31 // (P * Fn):,})")
-    init = np.array([tb.first_key(p) for p in policies], np.int32)
-    S = np.repeat(init, W * Fn)                   # (row, function) -> first key of its state (state x K)
-    funcT = np.ascontiguousarray(func.T, dtype=np.int32)                   # (T, W)
-    codeT = np.ascontiguousarray(code.T, dtype=np.int32)
-    c3 = codeT * NCTX                                                      # the same for every policy
-    base = np.arange(0, R * Fn, Fn, dtype=np.int32).reshape(P, W)          # row r's first function
-    i = np.empty((P, W), np.int32)
-    # kprobe and livepatch events, by step (offsets ko, lo): their rows, and for kprobe events the
-    # row's register base and the (row, function) index
-    (ko, krow, kidx), (lo, lrow, lidx) = _rows(tb.code_kprobe.astype(np.int8) + 2 * tb.code_lp, codeT, funcT,
-                                               P, Fn)
-    kreg = 3 * krow
-    NEVER = np.iinfo(np.int32).max
-    cnt = np.zeros(3 * R, np.int32)           # per (row, ops slot): functions holding it (slot 2: scratch)
-    regt = np.full(3 * R, -1, np.int32)       # per (row, ops slot): event at which it was last registered
-    klpt = np.full(R * Fn, NEVER, np.int32)   # per (row, function): event at which its klp_ops was
-    keys = np.empty((T, R), np.int32)         # registered (NEVER while it has none)
-    K = tb.K
+    S = np.repeat(np.array([tb.initial(p) for p in policies], np.int32), W * Fn)
+    funcT = np.ascontiguousarray(func.T, dtype=np.int32)
+    codes = np.tile(np.ascontiguousarray(code.T, dtype=np.int32), (1, P))      # (T, R)
+    base = np.arange(0, R * Fn, Fn, dtype=np.int32)
+    shared = np.repeat(np.array([p.shared_direct_ops for p in policies]), W)
+    cnt = np.zeros((R, 2), np.int32)
+    fcnt = np.zeros((R, 2), np.int32)            # functions in each shared kprobe ops' filter
+    en = np.zeros((R, 2), bool)
+    regt = np.full((R, 2), -1, np.int32)
+    negative = {}
+    negnow = np.zeros(0, np.int64)
+    klpt = np.full(R * Fn, NEVER, np.int32)
+    trt = np.full(R * Fn, NEVER, np.int32)
+    dead = np.zeros(R, bool)
+    oops_at = np.full(R, NEVER, np.int32)
+    fallback = np.zeros(R, bool)
+    n_danger = np.zeros(R, np.int32)
+    n_ipmt = np.zeros(R, np.int32)
+    tids = np.empty((T, R), np.int32)
+    cb_add = {}
     bar, started = None, time.perf_counter()
+    known = tb.transitions                         # a bar only when this run discovers
     for t in range(T):
-        np.add(base, funcT[t], out=i)
-        iv = i.reshape(R)
-        k = keys[t]
-        kw = k.reshape(P, W)
-        np.add(S.take(iv).reshape(P, W), c3[t], out=kw)
-        a, b = ko[t], ko[t + 1]
-        if a < b:                       # context of a kprobe event: 0 alone, 1 others older, 2 newer
-            kr, kg = krow[a:b], kreg[a:b]
-            k0 = k.take(kr)
-            ci = kg + tb.kx.take(k0)
-            others = cnt.take(ci) > tb.kheld.take(k0)
-            newer = regt.take(ci) >= klpt.take(kidx[a:b])
-            kk = k0 + np.left_shift(others, newer, dtype=np.int32)
-            k.put(kr, kk)
-        ns = tb.next.take(k)
-        if ns.min() < 0:
-            tb.fill(k[ns < 0])
-            ns = tb.next.take(k)
-            if bar is None and time.perf_counter() - started > DISCOVERY_BAR_AFTER:
-                bar = _discovery_bar(T, t)
+        iv = base + np.tile(funcT[t], P)
+        s = S.take(iv)
+        if dead.any():                              # a killed ftrace reaches each function lazily
+            d = np.flatnonzero(dead & (tb.st[S_["dead"]].take(s) == 0))
+            if d.size:
+                s[d] = tb.kill(s[d])
+                S[iv[d]] = s[d]
+        live = oops_at > t                          # after a workload's oops nothing runs in it
+        c = np.where(live, codes[t], 0)
+        key = s * tb.NCODE + c
+        km = tb.keymap.take(key)
+        if (km == -1).any():
+            tb.resolve(key)
+            km = tb.keymap.take(key)
+        tid = km.copy()
+        sens = np.flatnonzero(km <= -2)
+        d1 = np.full(R, -1, np.int32)
+        if sens.size:
+            ctx, d1[sens], odd = _contexts(tb, sens, s[sens], c[sens], iv[sens], S, base, Fn, cnt, fcnt, en,
+                                           regt, klpt, trt, n_danger, shared)
+            fallback[sens[odd]] = True
+            sub = -2 - km[sens] + ctx
+            tid[sens] = tb.ctxtids.take(sub)
+            if (tid[sens] < 0).any():
+                tb.fill_sub(sub, key[sens], ctx)
+                tid[sens] = tb.ctxtids.take(sub)
+        tids[t] = np.where(live, tid, -1)
+        ns = tb.next.take(tid)
+        hit = np.flatnonzero(live & tb.touch.take(tid))
+        if hit.size:                                # the few events that move a register
+            aux = tb.aux[:, tid.take(hit)]
+            _registers(tb, aux, hit, iv.take(hit), s.take(hit), ns.take(hit), t, S, base, Fn, d1, cnt, fcnt, en,
+                       regt, klpt, trt, n_danger, n_ipmt, dead, oops_at, fallback, cb_add, negative)
+            if (aux[A["dcnt0"]] | aux[A["dcnt1"]]).any():
+                negnow = np.flatnonzero((cnt < 0).any(axis=1))
+        if negnow.size:
+            negative[t] = negnow
+        S[iv] = np.where(live, ns, s)
+        if bar is None and tb.transitions > known and time.perf_counter() - started > DISCOVERY_BAR_AFTER:
+            bar = _discovery_bar(T, t)
         if bar is not None:
             bar.update()
             bar.set_postfix(states=len(tb.snap), refresh=False)
-        S.put(iv, ns)
-        if a < b:                       # the aggregate took or dropped a shared ops: registers follow
-            dn = kg + tb.kdec.take(kk)      # (slot 2 of each row: no change; one event per row and
-            cnt.put(dn, cnt.take(dn) - 1)   # step, so the indices are unique)
-            up = kg + tb.kinc.take(kk)
-            cu = cnt.take(up)
-            regt.put(up.compress(cu == 0), t)
-            cnt.put(up, cu + 1)
-        a, b = lo[t], lo[t + 1]
-        if a < b:                       # klp_ops registered or gone
-            c = tb.klpch.take(k.take(lrow[a:b]))
-            if c.any():
-                li = lidx[a:b]
-                klpt.put(li, np.where(c == 0, klpt.take(li), np.where(c == 1, t, NEVER)))
     if bar is not None:
         bar.close()
     keep = W if keep is None else keep
-    keys = keys.T.reshape(P, W, T)[:, :keep]
-    return _decode(tb, keys, S.reshape(P, W, Fn) // K if want_final else None)
-
-
-#: seconds of discovering transitions after which ``run`` shows a progress bar (on a terminal only)
-DISCOVERY_BAR_AFTER = 1.0
-
-
-def _discovery_bar(total: int, done: int):
-    """A tqdm bar over the events of a run that is discovering transitions.  On a terminal only
-    (``disable=None``): a notebook's stored outputs must not depend on whether the tables were warm."""
-    from tqdm import tqdm
-    return tqdm(total=total, initial=done, desc="discovering transitions", unit="event", leave=False,
-                disable=None)
-
-
-def _rows(kind: np.ndarray, codeT: np.ndarray, funcT: np.ndarray, P: int, Fn: int):
-    """For kinds 1 and 2 of ``kind`` (per event code), the events of that kind in all ``P`` policies,
-    grouped by step: (offsets per step as a list, rows, (row, function) indices), int32."""
-    T, W = codeT.shape
-    kc = kind.take(codeT).ravel()
-    flat = np.flatnonzero(kc)
-    which = kc.take(flat)
-    out = []
-    for k in (1, 2):
-        f = flat.compress(which == k)
-        t, w = np.divmod(f, W)
-        p = np.arange(0, P * W, W, dtype=np.int32)
-        rows = (w.astype(np.int32)[:, None] + p).ravel()
-        idx = ((w * Fn + funcT.ravel().take(f)).astype(np.int32)[:, None] + p * Fn).ravel()
-        out.append(((np.searchsorted(t, np.arange(T + 1)) * P).tolist(), rows, idx))
+    out = _decode(tb, tids, codes, cb_add, negative, P, W, T, keep)
+    fb = fallback.reshape(P, W)
+    for pi, w in zip(*np.nonzero(fb[:, :keep])):
+        one = run_one(policies[pi], func[w], code[w], arrays["handle"][w], arrays["instances"])
+        for k in RESULT_FIELDS:
+            out[k][pi, w] = one[k]
+    out["fallback"] = fb
+    if want_final:
+        out["final"] = S.reshape(P, W, Fn)
     return out
 
 
-#: every per-event result of a transition, packed so that one gather fetches them all
-REC = np.dtype([("ret", "<i2"), ("attached", "i1"), ("callbacks", "i1"), ("retries", "i1"),
-                ("regenerations", "i1"), ("viol", "i1"), ("lp", "i1"), ("wr", "i1"), ("body", "i1"),
-                ("src", "i1"), ("pad", "V5")])
+def _contexts(tb, row, s, c, iv, S, base, Fn, cnt, fcnt, en, regt, klpt, trt, n_danger, shared):
+    """Per sensitive row: its context (kprobe x danger, see ftsim.transitions), the first dangerous
+    other function (-1: none), and whether the kprobe registers are in a state no context describes
+    (the row then goes to the reference engine)."""
+    fidx = iv - base[row]
+    kctx = np.zeros(row.size, np.int32)
+    odd = np.zeros(row.size, bool)
+    kp = np.flatnonzero(tb.code_kprobe.take(c))
+    if kp.size:
+        sk = s[kp]
+        ks = tb.st[S_["kslot"]].take(sk)
+        slot = np.where(ks >= 0, ks, tb.code_post.take(c[kp]).astype(np.int16)).astype(np.int32)
+        kh = np.where(slot == 0, tb.st[S_["kheld0"]].take(sk), tb.st[S_["kheld1"]].take(sk))
+        own = (kh > 0).astype(np.int32)
+        r = row[kp]
+        others = cnt[r, slot] - own
+        hothers = fcnt[r, slot] - own
+        e = en[r, slot]
+        rt = regt[r, slot]
+        pos = (rt > klpt.take(iv[kp])) + 2 * (rt > trt.take(iv[kp]))
+        arming = (c[kp] % 2 == 1) & (tb.st[S_["agg"]].take(sk) < 0)
+        off = ~e & (kh != 1)
+        over = off & (others == 0) & (hothers > 0) & arming
+        k = np.select([(others == 0) & (hothers == 0) & (e == (kh == 1)),
+                       e & (kh == 1) & (others == 0) & (hothers > 0),
+                       e & (kh != 2) & (others >= 1) & (hothers >= others),
+                       off & (others <= -1), off & (others >= 1),
+                       off & (others == 0) & (hothers > 0) & ~arming, over],
+                      [0, 14, 1 + pos + 4 * (others >= 2), 9, 10 + (others >= 2), 12, 13], -1)
+        for j in np.flatnonzero(over):                    # registering over unregistered probes elsewhere
+            held = _held_elsewhere(tb, S, base[r[j]], Fn, fidx[kp[j]], slot[j], 2)
+            if not tb.cross("regover", int(slot[j]), S.take(base[r[j]] + held))[4].all():
+                k[j] = -1
+        odd[kp] = k < 0
+        kctx[kp] = np.maximum(k, 0)
+    dctx = np.zeros(row.size, np.int32)
+    d1 = np.full(row.size, -1, np.int32)
+    dg = np.flatnonzero(shared[row] & tb.code_danger.take(c)
+                        & (n_danger[row] - tb.st[S_["danger"]].take(s) > 0))
+    if dg.size:
+        states = S[base[row[dg]][:, None] + np.arange(Fn)]
+        danger = tb.st[S_["danger"]].take(states).astype(bool)
+        danger[np.arange(dg.size), fidx[dg]] = False
+        first = danger.argmax(axis=1)
+        share = tb.st[S_["share"]].take(states[np.arange(dg.size), first])
+        dctx[dg] = 1 + 2 * (first < fidx[dg]) + (share > 0)
+        d1[dg] = first
+    n = tb.ctxn.take(s * tb.NCODE + c)
+    ctx = np.where(n == KCTX * 5, kctx * 5 + dctx, np.where(tb.code_kprobe.take(c), kctx, dctx))
+    return ctx.astype(np.int32), d1, odd
 
 
-def _decode(tb: Tables, keys: np.ndarray, final) -> dict:
-    g = tb.tab[np.ascontiguousarray(keys)]
-    out = {name: g[name] for name in RESULT_FIELDS}
-    if final is not None:
-        out["final"] = final
+def _held_elsewhere(tb, S, b, Fn, fidx, slot, kind) -> np.ndarray:
+    """Function indexes of row base ``b`` other than ``fidx`` whose kheld for ``slot`` is ``kind``."""
+    states = S[b:b + Fn]
+    kh = tb.st[S_[f"kheld{int(slot)}"]].take(states)
+    idx = np.flatnonzero(kh == kind)
+    return idx[idx != fidx]
+
+
+def _cross(tb, kind, slot, rows_x, iv, S, base, Fn, adds, t, fallback, need):
+    """Another function's probes gain or lose the shared kprobe ops ``slot`` with this step: move their
+    states, add their callbacks to the step's counts (all rows at once)."""
+    at = base[rows_x][:, None] + np.arange(Fn, dtype=np.int32)              # (rows, Fn) state positions
+    kh = tb.st[S_[f"kheld{int(slot)}"]].take(S.take(at))
+    mask = (kh == need) & (at != iv[:, None])
+    if not mask.any():
+        return
+    who, _ = np.nonzero(mask)
+    pos = at[mask]
+    res = tb.cross(kind, slot, S.take(pos))
+    S[pos] = res[0]
+    bad = res[4] == 0
+    if bad.any():
+        fallback[rows_x[np.unique(who[bad])]] = True
+    for field, k in (("callbacks", 1), ("retries", 2), ("regenerations", 3)):
+        v = np.bincount(who, weights=res[k], minlength=rows_x.size).astype(np.int32)
+        nz = np.flatnonzero(v)
+        if nz.size:
+            adds.setdefault(t, []).append((rows_x[nz], field, v[nz]))
+
+
+def _safe_callbacks(tb, rows_p, aux, fidx, S, base, Fn, first):
+    """SELF callbacks answered by other functions' safe trampolines: each scan visits the safe ones
+    before where it stopped (f, the first dangerous one, or the end)."""
+    states = S[base[rows_p][:, None] + np.arange(Fn)]
+    st_ipmt = tb.st[S_["ipmt"]].take(states).astype(bool)
+    st_danger = tb.st[S_["danger"]].take(states).astype(bool)
+    idx = np.arange(Fn)
+    safe = st_ipmt & ~st_danger & (idx != fidx[:, None])
+    before_f = (safe & (idx < fidx[:, None])).sum(1)
+    total = safe.sum(1)
+    before_d = (safe & (idx < np.where(first < 0, Fn, first)[:, None])).sum(1)
+    return (aux[A["stop_f"]] * before_f + aux[A["stop_d"]] * before_d + aux[A["full"]] * total).astype(np.int32)
+
+
+def _registers(tb, aux, hit, iv, s, ns, t, S, base, Fn, d1, cnt, fcnt, en, regt, klpt, trt, n_danger, n_ipmt,
+               dead, oops_at, fallback, cb_add, negative):
+    """Rows ``hit`` took a transition that moves registers (``aux``: its AUX columns)."""
+    for slot in (0, 1):
+        cnt[hit, slot] += aux[A[f"dcnt{slot}"]]
+        fcnt[hit, slot] += aux[A[f"dfilt{slot}"]]
+        g = aux[A[f"reg{slot}"]]
+        reg, unreg = hit[g == 1], hit[g == 2]
+        en[reg, slot] = True
+        regt[reg, slot] = t
+        en[unreg, slot] = False
+    for arr, col in ((klpt, "klpch"), (trt, "trch")):
+        ch = aux[A[col]]
+        m = ch > 0
+        arr[iv[m]] = np.where(ch[m] == 1, t, NEVER)
+    n_danger[hit] += aux[A["ddanger"]]
+    n_ipmt[hit] += aux[A["dipmt"]]
+    scan = (aux[A["stop_f"]] | aux[A["stop_d"]] | aux[A["full"]]) > 0
+    p = np.flatnonzero(scan & (n_ipmt[hit] - tb.st[S_["ipmt"]].take(ns) > 0))
+    if p.size:
+        rows_p = hit[p]
+        cb_add.setdefault(t, []).append((rows_p, "callbacks", _safe_callbacks(tb, rows_p, aux[:, p],
+                                                                            iv[p] - base[rows_p], S, base, Fn,
+                                                                            d1[rows_p])))
+    for slot in (0, 1):
+        u = np.flatnonzero(aux[A[f"unreg{slot}"]] > 0)
+        if u.size:
+            _cross(tb, "unreg", slot, hit[u], iv[u], S, base, Fn, cb_add, t, fallback, 1)
+        g = np.flatnonzero((aux[A[f"reg{slot}"]] == 1) & (aux[A[f"dfilt{slot}"]] > 0))
+        if g.size:                                  # f's arming registered the ops: over others too
+            _cross(tb, "regover", slot, hit[g], iv[g], S, base, Fn, cb_add, t, fallback, 2)
+    poked = hit[aux[A["poke"]] > 0]
+    if poked.size:
+        at = base[poked] + d1[poked]
+        S[at] = tb.poke(S.take(at))
+    dead[hit[aux[A["kills"]] > 0]] = True
+    oo = hit[aux[A["oopses"]] > 0]
+    oops_at[oo] = np.minimum(oops_at[oo], t)
+    fallback[hit[aux[A["irregular"]] > 0]] = True
+
+
+def _decode(tb, tids, codes, cb_add, negative, P, W, T, keep) -> dict:
+    """Per-event results from the transition ids (-1: after the workload's oops: nothing ran);
+    RefCountNonNegative is kernel-wide: it comes from the count registers, not from the transition."""
+    t3 = tids.T.reshape(P, W, T)[:, :keep]
+    g = tb.rec[np.maximum(t3, 0)]
+    out = {name: g[name].astype(np.int32) for name in RESULT_FIELDS}
+    out["viol"] &= ~REFCOUNT
+    for t, rows_n in negative.items():
+        pi, w = np.divmod(rows_n, W)
+        m = w < keep
+        out["viol"][pi[m], w[m], t] |= REFCOUNT
+    notrun = t3 < 0
+    if notrun.any():
+        call = (codes.T.reshape(P, W, T)[:, :keep] == 0)
+        for name in RESULT_FIELDS:
+            out[name][notrun] = 0
+        out["ret"][notrun & ~call] = NOTRUN
+        out["ret"][notrun & call] = -1
+        out["attached"][notrun & call] = -1
+        out["body"][notrun] = np.where(call[notrun], -2, -1)
+        out["src"][notrun] = -1
+    for t, items in cb_add.items():
+        for rows_p, field, add in items:
+            pi, w = np.divmod(rows_p, W)
+            m = w < keep
+            out[field][pi[m], w[m], t] += add[m]
     return out
 
 
@@ -436,3 +341,6 @@ def final_differs(tb: Tables, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(policies, workloads) bool: the final states of two runs differ on some function."""
     fa = tb.final_ids()
     return (fa[a] != fa[b]).any(axis=-1)
+
+
+__all__ = ["run", "tables", "save_tables", "final_differs", "REC", "NOTRUN"]

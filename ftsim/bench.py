@@ -17,7 +17,12 @@ import numpy as np
 from . import batch, engine, metrics, policy, workload
 
 PRESET, SEED, EVENTS, WORKLOADS, CHUNK = "uniform", 0, 1000, 10_000, 2_000
+EXPLORE_LEN = 5                              # the explorer's figure: 3 functions to this length
 REPEATS = 3                                  # warm timings: best of three per chunk
+#: scenario files timed end to end (``ftsim scenario FILE`` in a subprocess); scaled by WORKLOADS / 10,000
+SCENARIO_LINES = (10_000, 100_000)
+#: the targets for a 100,000-line scenario (issue 14): CPU seconds and peak resident MB
+SCENARIO_TARGET = (10.0, 300.0)
 
 
 def _cpu() -> str:
@@ -30,31 +35,47 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def bare_loop(arrays: dict, tb: batch.Tables, init: np.ndarray) -> tuple[float, float]:
-    """The practical limit: the engine's own transition table walked with no kprobe context and no
-    registers: per event one gather of the state, one table gather, one scatter, with the engine's
-    primitives (int32, ``take``/``put``, states kept as their first key); then the same bulk gather of
-    one 16-byte result record per event.  ``init``: first key of each policy's initial state.
+def bare_loop(arrays: dict, tb, init: np.ndarray) -> tuple[float, float]:
+    """The practical limit: the engine's own tables walked with no contexts and no registers: per
+    event one gather of the function's state, one gather of the transition id (``keymap``), one of the
+    next state, one scatter, with the engine's primitives (int32, ``take``/``put``); then the same bulk
+    gather of one 16-byte result record per event.  ``init``: each policy's initial state id.  A key
+    whose transition depends on a context is read as transition 0 (the loop's result is not used).
     Returns (loop, loop + results) in CPU seconds."""
     code, func = arrays["code"], arrays["func"]
     W, T = code.shape
     Fn = arrays["functions"]
     P = len(init)
     R = P * W
-    table, records = tb.next, tb.tab
+    keymap, nxt, records = tb.keymap, tb.next, tb.rec
     S = np.repeat(init.astype(np.int32), W * Fn)
     idx = np.tile(func.T.astype(np.int32), (1, P)) + np.arange(0, R * Fn, Fn, dtype=np.int32)
-    c3 = np.tile(code.T.astype(np.int32) * batch.NCTX, (1, P))
-    keys = np.empty((T, R), np.int32)
+    c3 = np.tile(code.T.astype(np.int32), (1, P))
+    tids = np.empty((T, R), np.int32)
+    key = np.empty(R, np.int32)
     t0 = time.process_time()
     for t in range(T):
         i = idx[t]
-        k = keys[t]
-        np.add(S.take(i), c3[t], out=k)
-        S.put(i, table.take(k))
+        tid = tids[t]
+        np.multiply(S.take(i), tb.NCODE, out=key)
+        np.add(key, c3[t], out=key)
+        np.maximum(keymap.take(key), 0, out=tid)
+        S.put(i, nxt.take(tid))
     loop = time.process_time() - t0
-    records[np.ascontiguousarray(keys.T)]
+    records.take(np.ascontiguousarray(tids.T))
     return loop, time.process_time() - t0
+
+
+def explore_figure(max_len: int) -> str:
+    """The explorer's target (issue 11): three functions, CROSS_CONSUMERS, every design."""
+    from . import explore
+    t0 = time.process_time()
+    rows = []
+    for name in policy.NAMES:
+        ex = explore.explore(policy.get(name), explore.CROSS_CONSUMERS, functions=3, max_len=max_len)
+        rows.append(f"{ex.policy.label} {ex.states} states {ex.seconds:.1f} s")
+    return (f"explorer, 3 functions, length {max_len}, {len(explore.CROSS_CONSUMERS)} consumers, every design: "
+            f"{time.process_time() - t0:.1f} s CPU ({'; '.join(rows)})")
 
 
 def main() -> int:
@@ -76,7 +97,7 @@ def main() -> int:
         batch.run(a, pols)
         cold += time.process_time() - t0
     tb = batch.tables(p.instances)
-    init = np.array([tb.first_key(q) for q in pols])
+    init = np.array([tb.initial(q) for q in pols])
     for a in chunks:                       # then tables complete: best of REPEATS, engine and bare loop
         w, b1, b2 = [], [], []             # interleaved, so that a busy machine slows both alike
         for _ in range(REPEATS):
@@ -90,6 +111,9 @@ def main() -> int:
     n = WORKLOADS * EVENTS * P
     print(f"generator: {gen:.2f} s ({WORKLOADS * EVENTS / gen / 1e6:.2f} M events/s, shared by all designs)")
     print(f"batch engine, first run (discovers {len(tb.snap)} states, {tb.transitions} transitions): {cold:.2f} s")
+    fb = batch.run(chunks[0], pols)["fallback"]
+    print(f"rows the batch engine hands to the reference engine (cross-function effects it does not carry): "
+          f"{fb.mean():.2%} of {fb.size} policy-workloads")
     print(f"batch engine (tables complete, best of {REPEATS}): {warm:.2f} s for {n / 1e6:.0f} M policy-events "
           f"= {n / warm / 1e6:.1f} M events/s")
     print(f"bare numpy loop over the engine's table, the same look-ups per event (state, transition, result "
@@ -117,6 +141,7 @@ def main() -> int:
     out.plot_comparison("livepatch_refused").savefig(io.BytesIO(), format="png")
     print(f"widget-sized run (1,000 workloads x 200 events x 5 designs, metrics, plot as PNG): "
           f"{time.process_time() - t0:.3f} s")
+    print(explore_figure(EXPLORE_LEN))
     tracemalloc.start()
     batch.run(chunks[0], pols)
     peak = tracemalloc.get_traced_memory()[1]
@@ -124,8 +149,123 @@ def main() -> int:
     per_m = peak / (CHUNK * EVENTS * P / 1e6) / 2**20
     print(f"memory: batch.run peak {peak / 2**20:.0f} MiB for {CHUNK * EVENTS * P / 1e6:.0f} M policy-events "
           f"= {per_m:.1f} MiB per million events (linear in workloads; sweeps bound it by --chunk)")
+    scale = WORKLOADS / 10_000                       # a toy bench (tests) times toy scenarios
+    scenario_scaling(tuple(max(100, int(n * scale)) for n in SCENARIO_LINES))
     return 0
 
 
+def scenario_text(lines: int) -> str:
+    """A scenario of ``lines`` steps: the shipped scenario files one after another, again and again,
+    each copy on functions and handles of its own (``NAME_<copy>``), so that what is live on a function
+    stays what one file makes it, however long the scenario (a long real scenario looks like that; one
+    that piles thousands of handles on one function measures the model's per-function cost instead)."""
+    from .paths import DATA
+    # the files written for merged, but pairs-undeclared-ip-writers.fts, whose kprobe aggregate leaves the
+    # global kprobe_ipmodify_ops count at -1: later copies would see it (as a real kernel would)
+    files = [p for p in sorted((DATA / "scenarios").glob("*.fts"))
+             if (not p.name.startswith("thread-") or p.name == "thread-merged.fts")
+             and p.name != "pairs-undeclared-ip-writers.fts"]
+    bodies = [[l.split("#", 1)[0].strip() for l in p.read_text().splitlines() if l.split("#", 1)[0].strip()]
+              for p in files]
+    from .functions import is_injectable
+    out, copy, head = [], 0, {}
+    while len(out) < lines:
+        for body in bodies:
+            taken, ren = set(), {}
+            for line in body:
+                step, arrow, exp = line.partition("=>")
+                w = step.split()
+                if w[0] in ("kernel", "set", "function"):   # header directives: the copies run as merged
+                    continue
+                f = w[2] if w[0] == "attach" else (w[1] if w[0] == "call" else None)
+                if f is not None:                   # a renamed function keeps its error-injection entry
+                    head.setdefault(f"{f}_{copy}", f"function {f}_{copy} error_injection="
+                                                   f"{'yes' if is_injectable(f) else 'no'}")
+                if w[0] == "attach":
+                    h = w[4] if len(w) == 5 else None
+                    if h is None:
+                        h, n = w[1], 2
+                        while h in taken:
+                            h, n = f"{w[1]}-{n}", n + 1
+                    taken.add(h)
+                    ren[h] = f"{h}_{copy}"
+                    w = ["attach", w[1], f"{w[2]}_{copy}", "as", ren[h]]
+                elif w[0] == "detach":
+                    w = ["detach", ren.get(w[1], w[1])]
+                else:
+                    w = ["call", f"{w[1]}_{copy}"]
+                if arrow:                            # handles named in result= / fired= follow the copy
+                    toks = []
+                    for t in exp.split():
+                        k, eq, v = t.partition("=")
+                        if eq and k in ("result", "fired"):
+                            v = ",".join(ren.get(x, x) for x in v.split(","))
+                            t = f"{k}={v}"
+                        toks.append(t)
+                    exp = " ".join(toks)
+                out.append(" ".join(w) + (f"  {arrow}{' ' if exp else ''}{exp}" if arrow else ""))
+            copy += 1
+    out = out[:lines]
+    used = {w.split()[2] if w.startswith("attach") else w.split()[1] for w in out if not w.startswith("detach")}
+    return "\n".join([h for f, h in head.items() if f in used] + out) + "\n"
+
+
+def _child(argv) -> tuple[float, float, int]:
+    """Run ``argv``; (CPU seconds, peak resident MB, exit status) of that child alone."""
+    import subprocess
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode
+
+
+def scenario_scaling(lines=SCENARIO_LINES) -> list[tuple]:
+    """``ftsim scenario FILE --policy merged`` on scenarios of each length, in a subprocess (one
+    core): CPU seconds and peak RSS; then where the time goes, in this process: parsing, the model's
+    steps (Model.attach/detach/call, invariants.check included) and Step.as_json."""
+    import sys
+    import tempfile
+
+    from . import scenario
+    from .model import Model
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in lines:
+            path = os.path.join(d, f"s{n}.fts")
+            with open(path, "w") as f:
+                f.write(scenario_text(n))
+            cpu, rss, rc = _child([sys.executable, "-m", "ftsim.cli", "scenario", path, "--policy", "merged"])
+            _, base, _ = _child([sys.executable, "-c", "import ftsim.cli, ftsim.scenario, pandas"])
+            t0 = time.process_time()
+            sc = scenario.parse_file(path)
+            t_parse = time.process_time() - t0
+            m, steps = Model(policy.get("merged")), []
+            t0 = time.process_time()
+            for st in sc.steps:
+                steps.append(m.attach(st.consumer, st.function, st.handle) if st.op == "attach" else
+                             m.detach(st.handle) if st.op == "detach" else m.call(st.function))
+            t_model = time.process_time() - t0
+            t0 = time.process_time()
+            for x in steps:
+                x.as_json()
+            t_json = time.process_time() - t0
+            del steps, m
+            rows.append((n, cpu, rss, base, rc, t_parse, t_model, t_json))
+            print(f"scenario of {n:,} lines (`ftsim scenario FILE --policy merged`, one process): {cpu:.2f} s CPU, "
+                  f"peak RSS {rss:.0f} MB ({base:.0f} MB of it the interpreter and imports); exit {rc}")
+            print(f"  where the time goes: parse {t_parse:.2f} s, model steps (attach/detach/call with "
+                  f"invariants.check) {t_model:.2f} s, Step.as_json {t_json:.2f} s")
+    if len(rows) > 1:
+        (n0, c0, *_), (n1, c1, r1, *_) = rows[0], rows[-1]
+        print(f"scenario scaling: {n1 / n0:.0f}x the lines -> {c1 / c0:.1f}x the CPU time; "
+              f"{n1:,} lines: {c1:.1f} s (target <= {SCENARIO_TARGET[0]:.0f} s), {r1:.0f} MB "
+              f"(target <= {SCENARIO_TARGET[1]:.0f} MB)")
+    return rows
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["scenarios"]:
+        scenario_scaling()
+        raise SystemExit(0)
     raise SystemExit(main())

@@ -29,9 +29,11 @@ class Consumer:
     post_handler: bool = False      # kprobe: post_handler != NULL selects kprobe_ipmodify_ops
     overrides: bool = False         # writes regs->ip to a stub that returns a forced value
     return_hook: bool = False       # sees the return value (function_graph, rethook, fexit)
-    bpf_kind: str | None = None     # "fentry" | "fexit" | "fmod_ret"
+    bpf_kind: str | None = None     # "fentry" | "fexit" | "fmod_ret" | "fsession"
     fmod_skips: bool = False        # fmod_ret returning non-zero: skips the body
     needs_error_injection: bool = False  # only on ALLOW_ERROR_INJECTION functions (else -EINVAL)
+    multi: bool = False             # a tracing_multi link (one add/modify for the link, no retry)
+    needs: str | None = None        # the Policy field that must be true for the consumer to exist
 
     @property
     def writes_ip(self) -> bool:
@@ -67,6 +69,12 @@ _ENTRIES = [
              bpf_kind="fmod_ret", fmod_skips=True, needs_error_injection=True),
     Consumer("bpf-fmod-ret-pass", BPF, "BPF fmod_ret returning 0: the body runs",
              bpf_kind="fmod_ret", needs_error_injection=True),
+    Consumer("bpf-fentry-multi", BPF, "BPF fentry.multi link (tracing_multi): one update_ftrace_direct_add/mod "
+             "for the link, an -EAGAIN is not retried", bpf_kind="fentry", multi=True, needs="tracing_multi"),
+    Consumer("bpf-fexit-multi", BPF, "BPF fexit.multi link (tracing_multi): CALL_ORIG, an -EAGAIN from SELF is "
+             "not retried", bpf_kind="fexit", return_hook=True, multi=True, needs="tracing_multi"),
+    Consumer("bpf-fsession", BPF, "BPF fsession link: one program on entry and exit (an entry node on FENTRY, "
+             "an exit node on FEXIT: CALL_ORIG)", bpf_kind="fsession", return_hook=True, needs="fsession"),
     Consumer("direct", DIRECT, "a direct ops with no ops_func (Song's flavor #1); its trampoline "
              "returns into the function, so it follows regs->ip"),
 ]
@@ -78,8 +86,27 @@ NAMES: tuple[str, ...] = tuple(CATALOG)
 def get(name: str) -> Consumer:
     try:
         return CATALOG[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise bad("consumer", name, NAMES) from None
+
+
+#: the first kernel of each link kind, as data/kernel/changes.csv has it
+FIRST = {"tracing_multi": "7.2 (7.0 and 7.1 not known)", "fsession": "7.2 (7.0 and 7.1 not known)"}
+
+
+def available(policy) -> tuple[str, ...]:
+    """The consumers that exist under ``policy`` (the tracing_multi and fsession links need a kernel
+    that has them)."""
+    return tuple(c.name for c in _ENTRIES if c.needs is None or getattr(policy, c.needs))
+
+
+def check_available(name: str, policy) -> Consumer:
+    """The consumer, or a one-line error naming the first kernel that has it."""
+    c = get(name)
+    if c.needs is not None and not getattr(policy, c.needs):
+        raise bad("consumer", name, f"a consumer of {policy.label} ({name} exists from {FIRST[c.needs]}; "
+                                    f"or --set {c.needs}=true)")
+    return c
 
 
 def ops_flags(consumer: Consumer, *, direct_carries_ipmodify: bool = False) -> OpsFlag:

@@ -17,6 +17,10 @@ from . import scenario as scenarios
 from .flags import Errno
 from .invariants import INVARIANTS
 from .paths import DATA
+from .callpath import CALL_PATH, df_call_path, plot_call_path  # noqa: F401 - the notebooks' designs.*
+from .results import key as _key
+from .results import stored
+from .rulestable import df_rules, rules_table  # noqa: F401 - the notebooks' designs.*
 from .tables import PAIR_FUNCTION, df_decisions
 
 SCENARIOS = DATA / "scenarios"
@@ -86,11 +90,24 @@ def df_scenario_by_policy(text, policy_list=None) -> pd.DataFrame:
 
 
 
+# -- Labels and stored results ---------------------------------------------------------------------
+
+def label(pol) -> str:
+    """What every dashboard output calls a design: its name, and for ``merged`` the kernel modelled
+    (``merged 6.18``, ``merged 6.1``), whatever ``Policy.label`` writes (``merged[6.1]`` or, once it
+    carries the kernel, ``merged 7.3``)."""
+    pol = as_policy(pol)
+    text = pol.label
+    if pol.name == "merged" and " " not in text:
+        text = f"merged {pol.kernel or policies.NEWEST_KERNEL}"
+    return text
+
+
 # -- Decision grids -------------------------------------------------------------------------------
 
 @lru_cache(maxsize=64)
 def _decisions(pol: policies.Policy) -> pd.DataFrame:
-    return df_decisions(pol)
+    return stored(f"decisions-{_key(pol)}", lambda: df_decisions(pol))
 
 
 def as_policy(design, kernel: str = policies.NEWEST_KERNEL) -> policies.Policy:
@@ -114,6 +131,10 @@ def df_differences(a, b, value: str = "result", kernel: str = policies.NEWEST_KE
       under either).
     """
     da, db = decisions(a, kernel), decisions(b, kernel)
+    # the pairs both kernels have (the tracing_multi and fsession links exist from 7.2 only)
+    both_pairs = da[["incumbent", "contender"]].merge(db[["incumbent", "contender"]])
+    da = both_pairs.merge(da, how="left")
+    db = both_pairs.merge(db, how="left")
     la, lb = da["policy"].iat[0], db["policy"].iat[0]
     if la == lb:
         la, lb = f"{la} (A)", f"{lb} (B)"
@@ -125,6 +146,11 @@ def df_differences(a, b, value: str = "result", kernel: str = policies.NEWEST_KE
     return out[cell_a != cell_b].reset_index(drop=True)
 
 
+BROKEN = "#e86c6c"
+#: the legend entry every value with a trailing '!' shares
+BROKEN_KEY = "! = an invariant broke"
+
+
 def _colours(values):
     """A fixed colour per cell value: success green, refusals orange/yellow, '!' red, others pastel."""
     fixed = {"0": "#b7e1b0", "-EBUSY": "#f9c77e", "-EAGAIN": "#f7ef8a", "-EINVAL": "#d0d0d0",
@@ -133,49 +159,134 @@ def _colours(values):
     out, extra = {}, iter(itertools.cycle(pastel))
     for v in sorted(set(values)):
         base = v.rstrip("!")
-        out[v] = "#e86c6c" if v.endswith("!") else fixed.get(base) or next(extra)
+        out[v] = BROKEN if v.endswith("!") else fixed.get(base) or next(extra)
     return out
 
 
+def _legend(colours) -> dict[str, str]:
+    """Legend entries: one per value without '!', and one shared entry for every broken value."""
+    out = {k: c for k, c in colours.items() if not k.endswith("!")}
+    if any(k.endswith("!") for k in colours):
+        out[BROKEN_KEY] = BROKEN
+    return out
+
+
+def _grids(names, value, kernel, only):
+    from .tables import grid as to_grid
+    grids = [(label(as_policy(name, kernel)), to_grid(decisions(name, kernel), value)) for name in names]
+    if not only:        # the consumers every design has (pre-6.0 has no tracing_multi), catalog order
+        only = [c for c in consumers.NAMES if all(c in g.index for _, g in grids)]
+    return [(title, g.loc[list(only), list(only)]) for title, g in grids]
+
+
 def plot_decision_grids(names=("pre-6.0", "merged"), value: str = "result", kernel: str = policies.NEWEST_KERNEL,
-                        only: tuple | None = None):
-    """Colour-coded incumbent x contender grids, one panel per design; cells that differ from the
-    first panel are outlined in black; red = an invariant broke.  Returns the Figure."""
+                        only: tuple | None = None, ncols: int | None = None):
+    """Colour-coded incumbent x contender grids, one panel per design, ``ncols`` panels per row (default:
+    two, so each stays readable at a notebook's width); cells that differ from the first panel are
+    outlined in black; red = an invariant broke (the cell's value is still written, with its ``!``).
+    Returns the Figure."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
-    from .tables import grid as to_grid
-
-    grids = []
-    for name in names:
-        g = to_grid(decisions(name, kernel), value)
-        if only:
-            g = g.loc[list(only), list(only)]
-        grids.append((decisions(name, kernel)["policy"].iat[0], g))
+    grids = _grids(names, value, kernel, only)
     colours = _colours([v for _, g in grids for v in g.values.ravel()])
     keys = list(colours)
     cmap = ListedColormap([colours[k] for k in keys])
     n = len(grids[0][1])
-    fig, axes = plt.subplots(1, len(grids), figsize=(4.6 * len(grids) + 1.5, 0.3 * n + 2.2),
+    ncols = ncols or min(2, len(grids))
+    nrows = -(-len(grids) // ncols)
+    cell = 0.38 if n <= 10 else 0.32
+    side = cell * n + 1.9
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + 0.6, side * nrows + 0.9),
                              layout="constrained", squeeze=False)
     first = grids[0][1]
-    for ax, (label, g) in zip(axes[0], grids):
+    font = 8 if n <= 10 else 6.5
+    for k, (ax, (title, g)) in enumerate(zip(axes.ravel(), grids)):
         codes = g.map(keys.index).to_numpy()
-        ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(keys) - 0.5, aspect="auto")
+        ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(keys) - 0.5, aspect="equal")
         for i, j in itertools.product(range(n), range(n)):
             text = g.iat[i, j]
-            ax.text(j, i, text.replace("-E", "").rstrip("!")[:6], ha="center", va="center", fontsize=5.5)
-            if g.iat[i, j] != first.iat[i, j]:
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
-        ax.set_xticks(range(n), g.columns, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), g.index, fontsize=7)
-        ax.set_xlabel("contender (attaches second)")
-        ax.set_title(f"{label}: {value}")
-    axes[0][0].set_ylabel("incumbent (attached first)")
-    handles = [Rectangle((0, 0), 1, 1, color=colours[k]) for k in keys]
-    fig.legend(handles, keys, loc="outside right center", fontsize=7, title=value)
+            short = text.replace("-E", "")
+            ax.text(j, i, short if len(short) <= 6 else short[:5] + ".", ha="center", va="center", fontsize=font)
+            if text != first.iat[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.4))
+        ax.set_xticks(range(n), g.columns, rotation=90, fontsize=font + 0.5)
+        ax.set_yticks(range(n), g.index if k % ncols == 0 else [""] * n, fontsize=font + 0.5)
+        if k // ncols == nrows - 1 or k + ncols >= len(grids):
+            ax.set_xlabel("contender (attaches second)", fontsize=9)
+        if k % ncols == 0:
+            ax.set_ylabel("incumbent (attached first)", fontsize=9)
+        ax.set_title(f"{title}: {value}", fontsize=10)
+    for ax in axes.ravel()[len(grids):]:
+        ax.axis("off")
+    entries = _legend(colours)
+    handles = [Patch(facecolor=c, edgecolor="0.5", label=f"{k} (written {k[2:]})" if k.startswith("-E") else k)
+               for k, c in entries.items()]
+    handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.4,
+                         label=f"differs from {grids[0][0]}" if len(grids) > 1 else "outlined"))
+    spare = axes.ravel()[len(grids)] if len(grids) < nrows * ncols else None
+    if spare is not None:
+        spare.legend(handles=handles, loc="center", fontsize=9, title=value, frameon=False)
+    else:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize=9, title=value)
     return fig
+
+
+def html_decision_grids(names=("pre-6.0", "merged"), value: str = "result", kernel: str = policies.NEWEST_KERNEL,
+                        only: tuple | None = None) -> str:
+    """The grids of ``plot_decision_grids()`` as HTML tables (crisp at any width, built in a few ms:
+    what the notebook 4 dashboard shows; its figure is drawn only when saved).  Each cell's tooltip
+    names the pair, the value and the invariants broken."""
+    import html as H
+    grids = _grids(names, value, kernel, only)
+    colours = _colours([v for _, g in grids for v in g.values.ravel()])
+    first = grids[0][1]
+    broken = {}
+    for name in names:
+        d = decisions(name, kernel)
+        broken[label(as_policy(name, kernel))] = {(r.incumbent, r.contender): r.violations for r in d.itertuples()}
+    panels = []
+    for title, g in grids:
+        head = "".join(f'<th class="c"><span>{H.escape(c)}</span></th>' for c in g.columns)
+        rows = []
+        for i, inc in enumerate(g.index):
+            tds = []
+            for j, con in enumerate(g.columns):
+                v = g.iat[i, j]
+                outline = " d" if v != first.iat[i, j] else ""
+                tip = f"{inc} first, then {con}: {v.rstrip('!')}"
+                if broken[title].get((inc, con)):
+                    tip += f"; broken: {broken[title][(inc, con)]}"
+                tds.append(f'<td class="v{outline}" style="background:{colours[v]}" title="{H.escape(tip)}">'
+                           f"{H.escape(v)}</td>")
+            rows.append(f'<tr><th class="r">{H.escape(inc)}</th>{"".join(tds)}</tr>')
+        panels.append(f'<div class="ftsim-grid"><div class="t">{H.escape(title)}: {H.escape(value)}</div>'
+                      f'<table><thead><tr><th class="corner">incumbent \\ contender</th>{head}</tr></thead>'
+                      f'<tbody>{"".join(rows)}</tbody></table></div>')
+    legend = "".join(f'<span class="k"><i style="background:{c}"></i>{H.escape(k)}</span>'
+                     for k, c in _legend(colours).items())
+    if len(grids) > 1:
+        legend += f'<span class="k"><i class="d"></i>differs from {H.escape(grids[0][0])}</span>'
+    return (f"<style>{GRID_CSS}</style><div class=\"ftsim-grids\">{''.join(panels)}</div>"
+            f'<div class="ftsim-legend">{legend}</div>')
+
+
+GRID_CSS = (".ftsim-grids{display:flex;flex-wrap:wrap;gap:18px}"
+            ".ftsim-grid .t{font-weight:bold;margin:2px 0 4px}"
+            ".ftsim-grid table{border-collapse:collapse;font-size:12px}"
+            ".ftsim-grid td.v{width:46px;height:22px;text-align:center;border:1px solid #fff;padding:0}"
+            ".ftsim-grid td.d{outline:2px solid #000;outline-offset:-2px}"
+            ".ftsim-grid th.r{text-align:right;padding-right:6px;font-weight:normal;white-space:nowrap}"
+            ".ftsim-grid th.c{vertical-align:bottom;font-weight:normal;padding:0;height:120px}"
+            ".ftsim-grid th.c span{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap}"
+            ".ftsim-grid th.corner{vertical-align:bottom;text-align:right;font-weight:normal;color:#666;"
+            "font-size:11px;padding-right:6px}"
+            ".ftsim-legend{margin-top:6px;font-size:12px}"
+            ".ftsim-legend .k{margin-right:14px;white-space:nowrap}"
+            ".ftsim-legend i{display:inline-block;width:14px;height:12px;margin-right:4px;vertical-align:middle;"
+            "border:1px solid #999}"
+            ".ftsim-legend i.d{background:#fff;border:2px solid #000}")
 
 
 def df_invariant_breaks(policy_list=None, depth: int = 3, function: str = PAIR_FUNCTION) -> pd.DataFrame:
@@ -189,7 +300,7 @@ def df_invariant_breaks(policy_list=None, depth: int = 3, function: str = PAIR_F
     policy_list = policy_list or policies.all_policies()
     table = {}
     for pol in policy_list:
-        found = _shortest_breaks(pol, depth, function)
+        found = stored(f"breaks-{_key(pol, depth, function)}", lambda pol=pol: _shortest_breaks(pol, depth, function))
         table[pol.label] = {name: found.get(name, f"kept (<= {depth} steps)") for name in INVARIANTS}
     df = pd.DataFrame(table)
     df.index.name = "invariant"
@@ -199,7 +310,7 @@ def df_invariant_breaks(policy_list=None, depth: int = 3, function: str = PAIR_F
 def _shortest_breaks(pol, depth: int, function: str) -> dict[str, str]:
     """The explorer's shortest counterexample per invariant, over every consumer, written as steps."""
     from . import explore
-    ex = explore.explore(pol, consumers=consumers.NAMES, functions=1, max_len=depth)
+    ex = explore.explore(pol, consumers=consumers.available(pol), functions=1, max_len=depth)
     return {inv: _describe([(r["op"], r["consumer"] if r["op"] == "attach" else r["handle"] or r["function"])
                             for r in rows])
             for inv, rows in ex.counterexamples().items()}
@@ -254,55 +365,4 @@ def plot_pair_costs(designs=None, kernel: str = policies.NEWEST_KERNEL):
     ax.set_ylabel(f"count over the {int(df['pairs'].iat[0])} conflicting pairs")
     ax.set_title("What one conflict costs: IPMODIFY consumer and BPF trampoline, both orders")
     ax.legend()
-    return fig
-
-
-# -- Notebook 1: the call path -----------------------------------------------------------------------
-
-#: (key, box text, x, y, colour) of the call-path diagram, top to bottom
-CALL_PATH = (
-    ("caller", "caller: cat /proc/cmdline\ncalls cmdline_proc_show()", 0.5, 0.93, "#eeeeee"),
-    ("fentry", "cmdline_proc_show+0: call __fentry__\n(a 5-byte nop until ftrace patches it)", 0.5, 0.78, "#eeeeee"),
-    ("list", "ftrace trampoline / list function:\nwalks ftrace_ops_list, newest ops first", 0.5, 0.62, "#c9dcf2"),
-    ("kprobe", "kprobe handler (SAVE_REGS)\nsaves and restores regs->ip", 0.17, 0.45, "#c9dcf2"),
-    ("klp", "klp_ftrace_handler (IPMODIFY)\nregs->ip = the patched function", 0.5, 0.45, "#f9c77e"),
-    ("tracer", "function tracer, perf\n(passive: no flag)", 0.83, 0.45, "#c9dcf2"),
-    ("direct", "direct trampoline (DIRECT): BPF fentry progs,\nthen fexit/fmod_ret need the body called (CALL_ORIG)",
-     0.5, 0.28, "#b7e1b0"),
-    ("orig", "calls cmdline_proc_show+5:\nthe ORIGINAL body (livepatch bypassed)", 0.22, 0.09, "#e86c6c"),
-    ("new", "ORIG_STACK: calls regs->ip:\nthe PATCHED function (6.0+)", 0.78, 0.09, "#b7e1b0"),
-)
-_ARROWS = (("caller", "fentry"), ("fentry", "list"), ("list", "kprobe"), ("list", "klp"), ("list", "tracer"),
-           ("klp", "direct"), ("direct", "orig"), ("direct", "new"))
-
-
-def df_call_path() -> pd.DataFrame:
-    """The boxes of ``plot_call_path()`` as a table (``box``, ``what``), top to bottom."""
-    return pd.DataFrame([(k, t.replace("\n", " ")) for k, t, *_ in CALL_PATH], columns=["box", "what"])
-
-
-def plot_call_path():
-    """A diagram of one call to a function with a livepatch and a BPF trampoline on it.
-
-    The list handlers run first (one of them, klp, rewrites regs->ip: IPMODIFY); the direct trampoline
-    runs after them and, when it must call the body itself, either calls the original body (no
-    ORIG_STACK: the livepatch is bypassed) or follows regs->ip.  Returns the Figure.
-    """
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 7), layout="constrained")
-    pos = {}
-    for key, text, x, y, colour in CALL_PATH:
-        ax.text(x, y, text, ha="center", va="center", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.5", facecolor=colour, edgecolor="0.3"))
-        pos[key] = (x, y)
-    for a, b in _ARROWS:
-        (xa, ya), (xb, yb) = pos[a], pos[b]
-        ax.annotate("", xy=(xb, yb + 0.05), xytext=(xa, ya - 0.05),
-                    arrowprops=dict(arrowstyle="->", color="0.25", linewidth=1.2))
-    ax.text(0.98, 0.62, "1. list handlers\n(ftrace_ops)", ha="right", va="center", fontsize=8, color="0.35")
-    ax.text(0.98, 0.28, "2. then the one\ndirect trampoline", ha="right", va="center", fontsize=8, color="0.35")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
-    ax.set_title("One call of a function with a livepatch (IPMODIFY) and a BPF trampoline (DIRECT)")
     return fig

@@ -11,6 +11,7 @@ class OpsFlag(enum.Flag):
     IPMODIFY = enum.auto()      # FTRACE_OPS_FL_IPMODIFY: handler may change regs->ip (letter I)
     DIRECT = enum.auto()        # FTRACE_OPS_FL_DIRECT: ops owns a direct trampoline (letter D)
     PERMANENT = enum.auto()     # FTRACE_OPS_FL_PERMANENT: livepatch, survives ftrace_enabled=0
+    SAVE_ARGS = enum.auto()     # FTRACE_OPS_FL_SAVE_ARGS: ftrace_regs only (7.x fprobe entry ops; no letter)
 
 
 class TrampFlag(enum.Flag):
@@ -31,6 +32,9 @@ class OpsCmd(enum.Enum):
     # Proposed by Rostedt (2022-07-13 22:55 EDT, 20220713225511.70d03fc6@gandalf), never merged:
     SHARE_WITH_IPMODIFY = "SHARE_WITH_IPMODIFY (proposed)"
     STOP_SHARE_WITH_IPMODIFY = "STOP_SHARE_WITH_IPMODIFY (proposed)"
+    # Song Liu (2022-07-14 01:42 UTC, C2FCCC9B-5F7D-4BBF-8410-67EA79166909@fb.com): the owner declares
+    # its flavor (#1 never shares, #2 calls the original body, #3 follows regs->ip); a query, no callback
+    DECLARE_FLAVOR = "flavor #1/#2/#3 (declared by the owner, proposed)"
 
 
 class Errno(enum.IntEnum):
@@ -39,6 +43,7 @@ class Errno(enum.IntEnum):
     ENOENT = -2
     EAGAIN = -11
     EBUSY = -16
+    ENODEV = -19
     EINVAL = -22
     ERANGE = -34
     ENOTSUPP = -524
@@ -46,8 +51,7 @@ class Errno(enum.IntEnum):
     @classmethod
     def parse(cls, text: str) -> int:
         """'0', '-EBUSY', '-16' -> int; raises KeyError/ValueError on anything else."""
-        text = text.strip()
-        if text.lstrip("-").isdigit():
+        if text[1:].isascii() and text[1:].isdigit() and text[:1] == "-" or (text.isascii() and text.isdigit()):
             return int(text)
         if text.startswith("-") and text[1:] in cls.__members__:
             return int(cls[text[1:]])

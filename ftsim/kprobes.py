@@ -2,29 +2,40 @@
 
 `kprobe_ipmodify_ops` (IPMODIFY|SAVE_REGS) serves probes with a post_handler, `kprobe_ftrace_ops`
 (SAVE_REGS) the rest; each is registered when its count goes 0 -> 1 and otherwise only gains a
-filter ip.  Probes on one address aggregate; the aggregate stays on the ops its first probe chose.
+filter ip.  Probes on one address aggregate: the aggregate stays armed on the ops its first probe
+chose, but once a member with a post_handler joins, the aggregate's post_handler is set for good
+(kept on ftrace probes "to identify this aggrprobe armed with kprobe_ipmodify_ops"), and disarming
+picks the ops by it: an aggregate armed on kprobe_ftrace_ops is then disarmed from the wrong ops.
+
+This module also owns the shared ops' cross-function context for the batch engine (``context`` /
+``install``): whether other functions hold the ops, its count, and where its registration falls among
+the function's own ops.
 """
 from __future__ import annotations
 
 from . import ftrace
 from .consumers import Consumer
 from .flags import Errno, OpsFlag
+from .functions import address_order
 from .state import Counters, Kernel, Ops
 
 FTRACE_OPS, IPMODIFY_OPS = "kprobe_ftrace_ops", "kprobe_ipmodify_ops"
+KOPS = (FTRACE_OPS, IPMODIFY_OPS)
+DISARM_WARN = "kernel/kprobes.c:__disarm_kprobe_ftrace"
 
 
-def _ops(k: Kernel, name: str) -> Ops:
+def shared_ops(k: Kernel, name: str) -> Ops:
+    """The global kprobe_ftrace_ops / kprobe_ipmodify_ops (created on first use)."""
     if name not in k.kprobe_ops:
         flags = OpsFlag.SAVE_REGS | (OpsFlag.IPMODIFY if name == IPMODIFY_OPS else OpsFlag.NONE)
-        k.kprobe_ops[name] = Ops(name, flags)
+        k.kprobe_ops[name] = Ops(name, "kprobe", flags)
         k.kprobe_cnt[name] = 0
     return k.kprobe_ops[name]
 
 
 def _arm(k: Kernel, name: str, func: str, ctx: Counters) -> int:
-    """__arm_kprobe_ftrace(): set the filter ip, register the ops if it is the first probe."""
-    ops = _ops(k, name)
+    """__arm_kprobe_ftrace(): set the filter ip, register the ops if its count is 0."""
+    ops = shared_ops(k, name)
     ret = ftrace.ftrace_set_filter_ip(k, ops, func, False, ctx)
     if ret:
         return ret
@@ -37,14 +48,29 @@ def _arm(k: Kernel, name: str, func: str, ctx: Counters) -> int:
     return 0
 
 
-def _disarm(k: Kernel, name: str, func: str, ctx: Counters):
-    """__disarm_kprobe_ftrace(): the last probe unregisters the ops, then the filter ip goes."""
-    ops = _ops(k, name)
+def _disarm(k: Kernel, name: str, func: str, ctx: Counters) -> int:
+    """__disarm_kprobe_ftrace(): the count at 1 unregisters the ops (a failure is a WARN and stops
+    here), then the count drops and the filter ip goes (a failure: WARN_ONCE)."""
+    ops = shared_ops(k, name)
     if k.kprobe_cnt[name] == 1:
-        ftrace.unregister_ftrace_function(k, ops, ctx)
+        if ops.funcs - {func}:
+            ctx.unreg_under = name                # other functions' probes lose the ops with it
+        ret = ftrace.unregister_ftrace_function(k, ops, ctx)
+        if k.oops:
+            return ret or int(Errno.EBUSY)
+        if ret:
+            ctx.warn(DISARM_WARN, f"WARN (Failed to unregister kprobe-ftrace, {Errno.name_of(ret)})")
+            return ret
     k.kprobe_cnt[name] -= 1
-    ftrace.ftrace_set_filter_ip(k, ops, func, True, ctx)
+    ret = ftrace.ftrace_set_filter_ip(k, ops, func, True, ctx)
+    if ret:
+        ctx.warn(DISARM_WARN, f"WARN_ONCE (Failed to disarm kprobe-ftrace, {Errno.name_of(ret)})")
+        if func in ops.funcs:
+            ctx.irregular = True              # the count dropped, the filter ip stayed
+    return ret
 
+
+# -- the mechanism: attach, detach, attached ----------------------------------------------------------
 
 def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters) -> int:
     """register_kprobe(): join the aggregate on this address, or arm a new probe."""
@@ -57,8 +83,10 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
         ctx.note("fei_write(): -EBUSY, the function is injected already")
         return int(Errno.EBUSY)
     if func in k.probes:
-        k.probes[func][1].insert(0, handle)      # add_new_kprobe(): list_add_rcu, no re-arming
-        ctx.note(f"register_aggr_kprobe(): joined the probe at this address, still on {k.probes[func][0]}")
+        name, members, post = k.probes[func]
+        members.insert(0, handle)                # add_new_kprobe(): list_add_rcu, no re-arming
+        k.probes[func] = (name, members, post or consumer.post_handler)
+        ctx.note(f"register_aggr_kprobe(): joined the probe at this address, still on {name}")
         return 0
     name = IPMODIFY_OPS if consumer.post_handler else FTRACE_OPS   # arm_kprobe_ftrace()
     ret = _arm(k, name, func, ctx)
@@ -70,22 +98,56 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
         return 0
     if ret:
         return ret
-    k.probes[func] = (name, [handle])
+    k.probes[func] = (name, [handle], consumer.post_handler)
     return 0
 
 
 def detach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
+    """unregister_kprobe() (void: the caller is told nothing).  The last member disarms the aggregate
+    from the ops its post_handler names; if that fails the probe stays armed and in kprobe_table with
+    its module gone."""
     if handle in k.unarmed:              # __get_valid_kprobe() finds nothing: nothing to undo
         k.unarmed.discard(handle)
         return 0
-    name, members = k.probes[func]
-    members.remove(handle)
-    if not members:
-        _disarm(k, name, func, ctx)
-        del k.probes[func]
+    name, members, post = k.probes[func]
+    if len(members) > 1:
+        members.remove(handle)
+        return 0
+    # disarm_kprobe_ftrace(): the ops is picked by the aggregate's post_handler (kprobe_aggr_keeps_post)
+    disarm = (IPMODIFY_OPS if post else FTRACE_OPS) if k.policy.kprobe_aggr_keeps_post else name
+    if disarm != name:
+        ctx.note(f"disarm_kprobe_ftrace(): the aggregate is armed on {name} but its post_handler names {disarm}")
+    ret = _disarm(k, disarm, func, ctx)
+    if ret:
+        k.probes[func] = (name, members, post)
+        k.zombies.add(func)                          # still armed, its handlers' module unloaded
+        ctx.note(f"unregister_kprobe(): the probe stays armed on {name}; its module is unloaded")
+        return 0
+    if disarm != name:                                # cannot happen: the filter ip was never there
+        raise AssertionError("disarmed from the wrong ops")
+    del k.probes[func]
     return 0
+
+
+def attached(k: Kernel, h) -> bool:
+    if h.name in k.unarmed or h.func in k.zombies:
+        return False
+    entry = k.probes.get(h.func)
+    rec = k.records.get(h.func)
+    if not entry or rec is None or h.name not in entry[1]:
+        return False
+    ops = k.kprobe_ops[entry[0]]
+    return ops.enabled and h.func in ops.funcs and ops in rec.ops
 
 
 def ops_of(k: Kernel, func: str) -> Ops | None:
     entry = k.probes.get(func)
     return k.kprobe_ops[entry[0]] if entry else None
+
+
+# -- the shared ops seen from one function (batch engine) -------------------------------------------
+
+def holders(k: Kernel, name: str, func: str) -> list[str]:
+    """Functions other than ``func`` in the filter of the shared ops ``name``."""
+    ops = k.kprobe_ops.get(name)
+    return [] if ops is None else [f for f in address_order(ops.funcs) if f != func]

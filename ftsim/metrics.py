@@ -15,9 +15,9 @@ import pandas as pd
 
 from . import batch, engine, policy as policies, workload
 from .consumers import NAMES as CONSUMERS
-from .errors import bad
+from .workload import bad, _number
 from .flags import Errno
-from .policy import Policy
+from .policy import Policy, pick
 
 #: metric -> (description, unit)
 METRICS = {
@@ -127,6 +127,10 @@ def function_counts(arrays: dict, res: dict) -> dict:
 
 def summarize(df: pd.DataFrame, metrics=None) -> pd.DataFrame:
     """Policy x (metric, mean | ci_low | ci_high): 95% normal intervals over workloads."""
+    if not isinstance(df, pd.DataFrame) or "policy" not in df.columns:
+        raise bad("df", type(df).__name__, "a DataFrame with a policy column (df_workloads(), a sweep's table)")
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise bad("metrics", metrics, "a list of metric names")
     metrics = [m for m in (metrics or METRICS) if m in df.columns]
     g = df.groupby("policy", sort=False)[metrics]
     mean, sem, n = g.mean(), g.sem(), g.count()
@@ -143,10 +147,50 @@ def _policies(spec) -> list[Policy]:
         return policies.all_policies() if spec == "all" else [policies.get(spec)]
     if isinstance(spec, Policy):
         return [spec]
-    out = [p if isinstance(p, Policy) else policies.get(p) for p in spec]
-    if not out:
-        raise bad("policies", spec, ("all",) + policies.NAMES)
+    if not isinstance(spec, (list, tuple)) or not spec:
+        raise bad("policies", spec, ("all", "a name", "a Policy", "a non-empty list of them"))
+    out = []
+    for p in spec:
+        if not isinstance(p, (str, Policy)):
+            raise bad("policies", p, ("a name", "a Policy") + policies.NAMES)
+        out.append(p if isinstance(p, Policy) else policies.get(p))
+    labels = [p.label for p in out]
+    for x in labels:
+        if labels.count(x) > 1:
+            raise bad("policies", x, "each design (label) once")
     return out
+
+
+ARRAY_KEYS = {"time": "f", "func": "i", "code": "i", "handle": "i"}
+
+
+def check_arrays(arrays) -> int:
+    """Columnar workloads as ``generate_arrays``/``from_frame`` make them (2-D arrays of one shape,
+    codes and functions in range); returns the number of workloads."""
+    if not isinstance(arrays, dict) or not set(ARRAY_KEYS) | {"instances", "functions"} <= set(arrays):
+        raise bad("arrays", type(arrays).__name__, "the dict of workload.generate_arrays() or from_frame()")
+    I = _number("arrays['instances']", arrays["instances"], 1, 3, integer=True)
+    _number("arrays['functions']", arrays["functions"], 1, 4096, integer=True)
+    shape = None
+    for k, kind in ARRAY_KEYS.items():
+        a = arrays[k]
+        if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in (kind + ("u" if kind == "i" else "")):
+            raise bad(f"arrays[{k!r}]", type(a).__name__ if not isinstance(a, np.ndarray) else f"{a.dtype} {a.shape}",
+                      "a 2-D array (workloads, events) of " + ("floats" if kind == "f" else "integers"))
+        if shape is not None and a.shape != shape:
+            raise bad(f"arrays[{k!r}] shape", a.shape, f"{shape}, the shape of arrays['time']")
+        shape = a.shape
+    if 0 in shape:
+        raise bad("arrays shape", shape, "at least one workload and one event")
+    code, func = arrays["code"], arrays["func"]
+    ncode = 1 + 2 * len(CONSUMERS) * I
+    if code.min() < 0 or code.max() >= ncode:
+        raise bad("arrays['code']", int(code.min() if code.min() < 0 else code.max()), f"codes in [0, {ncode - 1}]")
+    if func.min() < 0 or func.max() >= 4096:
+        raise bad("arrays['func']", int(func.min() if func.min() < 0 else func.max()), "functions in [0, 4095]")
+    if not np.isfinite(arrays["time"]).all():
+        raise bad("arrays['time']", "inf or nan", "finite times")
+    return shape[0]
 
 
 CHUNK = 2000   # workloads per batch run inside compute(): bounds the engine's temporary arrays
@@ -161,7 +205,10 @@ def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch",
     """Run ``arrays`` (and the swapped variant) under ``pols``: (df_workloads, per-event results).
     More than ``CHUNK`` workloads run chunk by chunk, with a tqdm bar (``progress=None``: when chunked).
     ``persist``: the batch engine starts from the tables on disk and saves what it learnt (``ftsim.cache``)."""
-    W = arrays["code"].shape[0]
+    W = check_arrays(arrays)
+    pols = _policies(pols)
+    if engine_name not in ("batch", "reference"):
+        raise bad("engine", engine_name, ("batch", "reference"))
     if W > CHUNK:
         from tqdm.auto import tqdm
         starts = range(0, W, CHUNK)
@@ -196,6 +243,10 @@ def compute(arrays: dict, pols: list[Policy], engine_name: str = "batch",
     return pd.DataFrame(rows), res
 
 
+#: time bins of df_exposure at most (each bin scans every event once)
+MAX_BINS = 10_000
+
+
 class Outcomes:
     """Randomized workloads of a preset under several designs (``name = "outcomes"``)."""
     name = "outcomes"
@@ -207,6 +258,7 @@ class Outcomes:
         if engine not in ("batch", "reference"):
             raise bad("engine", engine, ("batch", "reference"))
         workload._sizes(events, workloads)
+        workloads, events = int(workloads), int(events)
         self.preset, self.workloads, self.events, self.seed, self.engine = preset, workloads, events, seed, engine
         self.arrays = workload.generate_arrays(self.params, seed, events, workloads)
         self._df, self.results = compute(self.arrays, self.policies, engine, persist=persist)
@@ -230,6 +282,7 @@ class Outcomes:
           * ``bypassed`` share of livepatched functions whose livepatch is bypassed (all workloads)
           * ``discarded`` share of functions with a live mutator whose mutation is discarded
         """
+        bins = _number("bins", bins, 1, MAX_BINS, integer=True)
         counts = function_counts(self.arrays, self.results)
         time = self.arrays["time"]
         edges = np.linspace(0, np.median(time[:, -1]), bins, endpoint=False)
@@ -250,10 +303,7 @@ class Outcomes:
           * ``calls``, ``bypassed_calls``, ``discarded_calls`` summed over workloads
           * ``attaches``, ``refused`` summed over workloads
         """
-        labels = [p.label for p in self.policies]
-        if policy not in labels:
-            raise bad("policy", policy, labels)
-        pi = labels.index(policy)
+        pi = pick(self.policies, policy)
         r = {k: v[pi] for k, v in self.results.items()}
         code, func = self.arrays["code"], self.arrays["func"]
         Fn = self.params.functions
@@ -271,9 +321,9 @@ class Outcomes:
     def plot_comparison(self, metric: str = "livepatch_refused"):
         """Bars with 95% CIs, one per policy, for one metric; returns the Figure."""
         from . import plots
-        if metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRICS:
             raise bad("metric", metric, list(METRICS))
-        return plots._plot_comparison(self.df_summary()[metric], metric, self._what())
+        return plots._plot_comparison(self.df_summary()[metric], metric, self._what(), unit=METRICS[metric][1])
 
     def plot_exposure(self):
         """Share of livepatched functions bypassed (and of mutations discarded) over time, per policy."""

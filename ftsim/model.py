@@ -1,30 +1,23 @@
 """The model's front door: attach, detach and call steps on one modelled kernel under one policy.
 
-    m = Model(policies.get("merged", kernel="6.1"))
+    m = Model(policies.get("merged", kernel="6.1.192"))
     m.attach("livepatch", "cmdline_proc_show", "lp")   # -> Step(ret=0, record={'count': 1, 'flags': 'I'})
+
+After a kernel oops nothing runs: every later step is reported with ``ret`` None and the oops named.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
-from . import bpf, consumers, invariants, kprobes, livepatch
-from . import ftrace
-from .call import CallOutcome, simulate
-from .consumers import BPF, DIRECT, KLP, KPROBE, LIST, ops_flags
+from . import call as calls
+from . import consumers, invariants
+from .call import CallOutcome
 from .errors import FtsimError, bad
 from .flags import Errno
 from .functions import is_injectable
+from .mechanisms import MECHANISMS
 from .policy import Policy
-from .state import Counters, Handle, Kernel, Ops
-
-
-_ENTRY = {  # the kernel entry points each mechanism attaches and detaches through
-    KLP: ("klp_patch_func()", "klp_unpatch_func()"),
-    KPROBE: ("register_kprobe()", "unregister_kprobe()"),
-    BPF: ("bpf_trampoline_link_prog()", "bpf_trampoline_unlink_prog()"),
-    DIRECT: ("register_ftrace_direct()", "unregister_ftrace_direct()"),
-    LIST: ("register_ftrace_function()", "unregister_ftrace_function()"),
-}
+from .state import Counters, Handle, Kernel
 
 
 @dataclass
@@ -44,9 +37,14 @@ class Step:
     violations: list[str]
     notes: list[str] = field(default_factory=list)
     call: CallOutcome | None = None
+    warns: list[str] = field(default_factory=list)
+    #: ran | oops (this step oopsed the kernel) | not run (an earlier step did)
+    outcome: str = "ran"
 
     def as_json(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("call", "notes")}
+        # shallow: asdict() would deep-copy the CallOutcome only to drop it
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("call", "notes")}
+        d["record"], d["violations"], d["warns"] = dict(self.record), list(self.violations), list(self.warns)
         d["reason"] = "; ".join(self.notes)
         if self.call is not None:
             c = self.call
@@ -63,37 +61,31 @@ class Step:
 class Model:
     """A modelled kernel: consumers attach and detach by handle, functions are called."""
 
-    def __init__(self, policy: Policy, injectable=is_injectable):
+    def __init__(self, policy: Policy, injectable=is_injectable, kernel: Kernel | None = None):
         self.policy = policy
-        self.kernel = Kernel(policy, injectable)
+        self.kernel = kernel if kernel is not None else Kernel(policy, injectable)
         self.steps = 0
+        self.last_ctx = Counters()      # the last step's counters (the batch engine reads its scans)
 
     # -- steps -------------------------------------------------------------------------------
     def attach(self, consumer: str, function: str, handle: str | None = None) -> Step:
-        c = consumers.get(consumer)
+        c = consumers.check_available(consumer, self.policy)
         handle = handle or self.free_handle(consumer)
         if handle in self.kernel.handles:
             raise bad("handle", handle, "a name not used before in this scenario")
-        ctx = Counters()
         h = self.kernel.handles[handle] = Handle(handle, consumer, function)
-        if c.mechanism == KLP:
-            ret = livepatch.attach(self.kernel, handle, function, ctx)
-        elif c.mechanism == KPROBE:
-            ret = kprobes.attach(self.kernel, handle, c, function, ctx)
-        elif c.mechanism == BPF:
-            ret = bpf.attach(self.kernel, handle, c, function, ctx)
-        else:
-            flags = ops_flags(c, direct_carries_ipmodify=self.policy.direct_carries_ipmodify)
-            h.ops = Ops(f"{consumer}:{handle}", flags, funcs={function})
-            if c.mechanism == DIRECT:
-                ret = ftrace.register_ftrace_direct(self.kernel, h.ops, function, ctx)
-            else:
-                ret = ftrace.register_ftrace_function(self.kernel, h.ops, ctx)
+        if self.kernel.oops:
+            h.detached = True
+            return self._not_run("attach", consumer, function, handle)
+        ctx = Counters()
+        ret = MECHANISMS[c.mechanism].attach(self.kernel, h, c, ctx)
+        if self.kernel.oops:
+            ret = None
         h.told = ret
-        if ret:
-            h.detached = True                      # nothing to detach later
-        else:
+        if ret == 0:
             self.kernel.live.setdefault(function, {})[handle] = h
+        else:
+            h.detached = True                      # nothing to detach later
         return self._step("attach", consumer, function, handle, ret, ctx)
 
     def detach(self, handle: str) -> Step:
@@ -102,54 +94,37 @@ class Model:
             raise bad("handle", handle, sorted(self.live_handles()) or "no handle is attached")
         if h.detached and h.told == 0:
             raise FtsimError(f"handle: {handle!r} is detached already")
+        if self.kernel.oops:
+            h.detached = True
+            self.kernel.live.get(h.func, {}).pop(handle, None)
+            return self._not_run("detach", h.consumer, h.func, handle)
         ctx = Counters()
         if h.detached:                              # its attach failed: nothing to unregister
             ctx.note(f"{handle} was never attached (attach returned {Errno.name_of(h.told)})")
             return self._step("detach", h.consumer, h.func, handle, int(Errno.ENOENT), ctx)
-        mech = consumers.get(h.consumer).mechanism
-        k = self.kernel
-        if mech == KLP:
-            ret = livepatch.detach(k, handle, h.func, ctx)
-        elif mech == KPROBE:
-            ret = kprobes.detach(k, handle, h.func, ctx)
-        elif mech == BPF:
-            ret = bpf.detach(k, handle, h.func, ctx)
-        elif mech == DIRECT:
-            ret = ftrace.unregister_ftrace_direct(k, h.ops, h.func, ctx)
-        else:
-            ret = ftrace.unregister_ftrace_function(k, h.ops, ctx)
+        mech = MECHANISMS[consumers.get(h.consumer).mechanism]
+        ret = mech.detach(self.kernel, h, ctx)
         h.detached = True
         self.kernel.live[h.func].pop(handle, None)
-        return self._step("detach", h.consumer, h.func, handle, ret, ctx)
+        return self._step("detach", h.consumer, h.func, handle, None if self.kernel.oops else ret, ctx)
 
     def call(self, function: str) -> Step:
-        out = simulate(self.kernel, function)
-        return self._step("call", None, function, None, None, Counters(), outcome=out)
+        if self.kernel.oops:
+            return self._not_run("call", None, function, None)
+        ctx = Counters()
+        out = calls.apply(self.kernel, function, ctx)
+        return self._step("call", None, function, None, None, ctx, outcome=out)
 
     # -- queries -----------------------------------------------------------------------------
     def simulate(self, function: str) -> CallOutcome:
-        return simulate(self.kernel, function)
+        return calls.simulate(self.kernel, function)
 
     def attached(self, handle: str) -> bool:
         """Is the consumer's effect really wired into the function (not what its caller was told)?"""
-        k = self.kernel
-        h = k.handles[handle]
-        if h.detached:
+        h = self.kernel.handles[handle]
+        if h.detached or self.kernel.oops:
             return False
-        rec = k.records.get(h.func)
-        mech = consumers.get(h.consumer).mechanism
-        if mech == KLP:
-            entry = k.klp.get(h.func)
-            return bool(entry and handle in entry[1] and rec and entry[0] in rec.ops)
-        if mech == KPROBE:
-            ops = kprobes.ops_of(k, h.func)
-            return bool(ops and handle in k.probes[h.func][1] and rec and ops in rec.ops)
-        if mech == BPF:
-            tr = k.tramps.get(h.func)
-            return bool(tr and rec and rec.direct is tr.ops and any(p.handle == handle for p in tr.live_progs))
-        if mech == DIRECT:
-            return bool(rec and rec.direct is h.ops)
-        return bool(rec and h.ops in rec.ops)
+        return MECHANISMS[consumers.get(h.consumer).mechanism].attached(self.kernel, h)
 
     def live_handles(self) -> list[str]:
         return [n for n, h in self.kernel.handles.items() if not h.detached]
@@ -165,12 +140,20 @@ class Model:
     def line(self, function: str) -> dict:
         return self.kernel.line(function)
 
+    def _not_run(self, op, consumer, function, handle) -> Step:
+        self.steps += 1
+        self.last_ctx = Counters()
+        return Step(self.steps, op, consumer, function, handle, None, None, 0, 0, 0, {"count": 0, "flags": ""},
+                    [], [f"not run: the kernel oopsed ({self.kernel.oops})"], outcome="not run")
+
     def _step(self, op, consumer, function, handle, ret, ctx: Counters, outcome=None) -> Step:
         self.steps += 1
+        self.last_ctx = ctx
         if not ctx.notes and op != "call":
-            mech = consumers.get(consumer).mechanism
-            ctx.note(f"{_ENTRY[mech][op == 'detach']}: no conflict" if ret == 0 else Errno.name_of(ret))
+            entry = MECHANISMS[consumers.get(consumer).mechanism].entry
+            ctx.note(f"{entry[op == 'detach']}: no conflict" if ret == 0 else Errno.name_of(ret))
         attached = self.attached(handle) if handle else None
-        violations = invariants.check(self, function, outcome)
+        violations = invariants.check(self, function, outcome, ctx.warns)
         return Step(self.steps, op, consumer, function, handle, ret, attached, ctx.callbacks, ctx.retries,
-                    ctx.regenerations, self.line(function), violations, ctx.notes, outcome)
+                    ctx.regenerations, self.line(function), violations, ctx.notes, outcome, list(ctx.warns),
+                    "oops" if self.kernel.oops else "ran")     # a step that runs on an oopsed kernel caused it

@@ -11,13 +11,17 @@ from .policy import Policy, all_policies
 PAIR_FUNCTION = "func"   # not in data/kernel/functions.csv: every consumer may attach
 
 
-def df_decisions(pol: Policy, names=consumers.NAMES, function: str = PAIR_FUNCTION) -> pd.DataFrame:
+def df_decisions(pol: Policy, names=None, function: str = PAIR_FUNCTION) -> pd.DataFrame:
     """One row per (incumbent, contender): the contender's attach as its caller sees it, the record,
-    what a call then does, and the invariants broken.
+    what a call then does, and the invariants broken.  ``names``: default, every consumer the policy's
+    kernel has (``consumers.available``).
 
     :returns: a DataFrame with columns ``policy, incumbent, contender, ret, result, callbacks, retries,
       regenerations, record, attached, body_ran, result_from, violations``.
     """
+    names = consumers.available(pol) if names is None else names
+    for n in names:
+        consumers.check_available(n, pol)
     rows = []
     for inc in names:
         for con in names:
@@ -38,7 +42,7 @@ def df_decisions(pol: Policy, names=consumers.NAMES, function: str = PAIR_FUNCTI
     return pd.DataFrame(rows)
 
 
-def df_decisions_all(policies=None, names=consumers.NAMES) -> pd.DataFrame:
+def df_decisions_all(policies=None, names=None) -> pd.DataFrame:
     return pd.concat([df_decisions(p, names) for p in (policies or all_policies())], ignore_index=True)
 
 

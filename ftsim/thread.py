@@ -106,6 +106,27 @@ def df_design_moves() -> pd.DataFrame:
     return moves
 
 
+# -- Tables for reading -----------------------------------------------------------------------------
+#: columns holding a Message-ID (linked to lore) or a commit (linked to git.kernel.org)
+MESSAGE_ID_COLUMNS = ("message_id", "cover_message_id", "source")
+COMMIT_COLUMNS = ("commit", "fixes")
+NOWRAP_COLUMNS = ("when", "sent_as_given", "date", "version", "patch", "commit", "fixes", "author")
+PROSE_COLUMNS = ("summary", "changes", "what", "design_move", "subject", "title")
+
+
+def table(df: pd.DataFrame, **kw):
+    """A table of this module (or any selection of its columns) for reading: Message-IDs link to
+    lore.kernel.org, commits to git.kernel.org, times stay on one line, prose wraps, all left-aligned.
+    Keyword arguments go to ``ftsim.plots.Table``."""
+    from .plots import Table, commit, lore
+    links = {c: lore for c in MESSAGE_ID_COLUMNS if c in df.columns}
+    links.update({c: commit for c in COMMIT_COLUMNS if c in df.columns})
+    nowrap = [c for c in NOWRAP_COLUMNS if c in df.columns]
+    kw.setdefault("index", df.index.name is not None)
+    return Table(df, links=links, nowrap=nowrap, prose=[c for c in PROSE_COLUMNS if c in df.columns],
+                 breakable=[c for c in MESSAGE_ID_COLUMNS if c in df.columns], **kw)
+
+
 # -- Plotting methods -----------------------------------------------------------------------------
 def plot_timeline(until: str = "2022-08-05", zoom: tuple[str, str] = ("2022-07-13 20:00", "2022-07-16 00:00")):
     """The messages on a time axis, one lane per position; versions as dashed vertical lines.
@@ -125,7 +146,7 @@ def _plot_timeline(df: pd.DataFrame, versions: pd.DataFrame, zoom):
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), layout="constrained")
     lo, hi = pd.Timestamp(zoom[0]), pd.Timestamp(zoom[1])
-    _draw_lanes(top, df, versions)
+    _draw_lanes(top, df, versions, span=df["when"].max() - df["when"].min())
     top.axvspan(lo, hi, color="gold", alpha=0.25, zorder=0)
     top.xaxis.set_major_locator(mdates.WeekdayLocator(byweekday=mdates.MO))
     top.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
@@ -133,7 +154,7 @@ def _plot_timeline(df: pd.DataFrame, versions: pd.DataFrame, zoom):
     top.set_xlabel("2022 (UTC); shaded: the zoom below")
     _draw_lanes(bottom, df[(df["when"] >= lo) & (df["when"] <= hi)], versions[(versions["when"] >= lo)
                                                                                & (versions["when"] <= hi)],
-                numbers=True)
+                numbers=True, span=hi - lo)
     bottom.set_xlim(lo, hi)
     bottom.xaxis.set_major_locator(mdates.HourLocator(byhour=[0, 6, 12, 18]))
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M"))
@@ -142,7 +163,18 @@ def _plot_timeline(df: pd.DataFrame, versions: pd.DataFrame, zoom):
     return fig
 
 
-def _draw_lanes(ax, df, versions, numbers=False):
+def _close_groups(times, span, gap=0.02):
+    """Consecutive times closer than ``gap`` of ``span`` grouped together (for labels that would overlap)."""
+    groups = []
+    for t in times:
+        if groups and (t - groups[-1][-1]) / span < gap:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+def _draw_lanes(ax, df, versions, numbers=False, span=None):
     markers = {"cover": "s", "patch": "s", "review": "o", "reply": "o", "merge": "*"}
     for pos, (lane, colour) in POSITIONS.items():
         sub = df[df["position"] == pos]
@@ -151,15 +183,28 @@ def _draw_lanes(ax, df, versions, numbers=False):
             if len(part):
                 ax.scatter(part["when"], [lane] * len(part), marker=marker, s=90 if marker == "*" else 40,
                            color=colour, edgecolor="black", linewidth=0.4, zorder=3)
-    for i, (version, row) in enumerate(versions.iterrows()):
-        ax.axvline(row["when"], color="0.6", linestyle="--", linewidth=0.8, zorder=1)
-        ax.text(row["when"], 2.4 + 0.25 * (i % 2), version, ha="center", va="bottom", fontsize=8)
+    span = span or ((df["when"].max() - df["when"].min()) if len(df) else pd.Timedelta(days=1))
+    names = list(versions.index)
+    whens = list(versions["when"])
+    for when in whens:
+        ax.axvline(when, color="0.6", linestyle="--", linewidth=0.8, zorder=1)
+    # versions posted within hours of each other (v1/v2, v3/v4 at the scale of two months) share one label
+    i = 0
+    for group in _close_groups(whens, span):
+        label = "/".join(names[i:i + len(group)])
+        ax.text(group[0] + (group[-1] - group[0]) / 2, 2.45, label, ha="center", va="bottom", fontsize=8)
+        i += len(group)
     if numbers:
         all_moves = df_design_moves()
-        for i, row in all_moves.iterrows():
-            if row["when"] in set(df["when"]):
-                ax.annotate(str(i), (row["when"], POSITIONS[row["position"]][0]), xytext=(0, 8),
-                            textcoords="offset points", ha="center", fontsize=8)
+        shown = all_moves[all_moves["when"].isin(set(df["when"]))]
+        for pos, g in shown.groupby("position", sort=False):
+            lane = POSITIONS[pos][0]
+            level, last = 0, None
+            for i, row in g.sort_values("when").iterrows():
+                level = level + 1 if last is not None and (row["when"] - last) / span < 0.025 else 0
+                last = row["when"]
+                ax.annotate(str(i), (row["when"], lane), xytext=(0, 8 + 10 * level), textcoords="offset points",
+                            ha="center", fontsize=8)
     ax.set_yticks([lane for lane, _ in POSITIONS.values()], [POSITION_LABELS[p] for p in POSITIONS])
     ax.set_ylim(-2.6, 3.0)
     ax.grid(axis="x", color="0.92")

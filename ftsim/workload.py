@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 from .consumers import CATALOG, NAMES as CONSUMERS
-from .errors import FtsimError, bad
+from .checks import _bound, _number, bad, shown  # noqa: F401 (the package's checked input)
+from .errors import FtsimError
+from .frames import frame, from_frame  # noqa: F401 (API)
 from .paths import DATA
 
 PRESET_DIR = DATA / "presets"
@@ -38,31 +41,89 @@ KEYS = ("description", "functions", "zipf", "call_share", "rate", "livepatch_bur
 LIVEPATCH = CONSUMERS.index("livepatch")
 NC = len(CONSUMERS)
 DRAWS = 6   # uniforms per event and workload
+#: a preset file larger than this is refused before it is read
+PRESET_MAX_BYTES = 2**20
 
 
-def _load_presets() -> dict[str, dict]:
-    out = {}
+def _load_presets() -> tuple[dict[str, dict], dict[str, str]]:
+    """Every preset file: (name -> preset, name -> error of a file that does not load).  One bad file
+    costs only its own preset: using it gives its error, every other preset works."""
+    out, errors = {}, {}
     for path in sorted(PRESET_DIR.glob("*.json")):
-        out[path.stem] = load_preset(path)
-    return out
+        try:
+            out[path.stem] = load_preset(path)
+        except FtsimError as e:
+            errors[path.stem] = str(e)
+    return out, errors
+
+
+_PRESETS: tuple | None = None
+
+
+def presets() -> dict[str, dict]:
+    """The presets of ``data/presets/`` (loaded on first use, then kept)."""
+    global _PRESETS
+    if _PRESETS is None:
+        _PRESETS = _load_presets()
+    return _PRESETS[0]
+
+
+def preset_errors() -> dict[str, str]:
+    """Preset files that do not load: name -> the one-line error."""
+    presets()
+    return _PRESETS[1]
+
+
+def __getattr__(name):                  # PRESETS is loaded when first read, not at import
+    if name == "PRESETS":
+        return presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"key {k!r} given twice")
+        d[k] = v
+    return d
 
 
 def load_preset(path) -> dict:
-    """Read and validate one preset file: exactly the keys in KEYS."""
+    """Read and validate one preset file: exactly the keys in KEYS (a JSON object of at most
+    PRESET_MAX_BYTES, UTF-8, no key twice)."""
+    from .guarded import read_text
     path = Path(path)
+    text = read_text(path, "preset", PRESET_MAX_BYTES).removeprefix("\ufeff")
     try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise FtsimError(f"preset: {str(path)!r} cannot be read: {e}") from None
+        d = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as e:
+        raise FtsimError(f"preset: {str(path)!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
     if not isinstance(d, dict):
         raise bad("preset", str(path), "a JSON object")
-    missing, extra = set(KEYS) - set(d), set(d) - set(KEYS)
-    if missing:
-        raise FtsimError(f"preset {path.name}: missing key(s) {sorted(missing)}; required: {', '.join(KEYS)}")
-    if extra:
-        raise bad(f"preset {path.name} key", sorted(extra)[0], KEYS)
-    params(**{k: v for k, v in d.items() if k != "description"})     # validate now
+    check_preset(d, path.name)
     return d
+
+
+def check_preset(d, name: str = "preset") -> Params:
+    """Validate a preset dict (what a preset file holds): exactly the keys in KEYS, a one-line
+    description, valid parameters; returns its Params.  Errors name the preset."""
+    if not isinstance(d, Mapping):
+        raise bad(f"preset {name}", type(d).__name__, "a mapping with the keys " + ", ".join(KEYS))
+    keys = set(d)
+    if not all(isinstance(k, str) for k in keys):
+        raise bad(f"preset {name} key", next(k for k in keys if not isinstance(k, str)), KEYS)
+    missing, extra = set(KEYS) - keys, keys - set(KEYS)
+    if missing:
+        raise FtsimError(f"preset {name}: missing key(s) {sorted(missing)}; required: {', '.join(KEYS)}")
+    if extra:
+        raise bad(f"preset {name} key", sorted(extra)[0], KEYS)
+    if not isinstance(d["description"], str) or "\n" in d["description"]:
+        raise bad(f"preset {name} description", d["description"], "one line of text")
+    try:
+        return params(**{k: v for k, v in d.items() if k != "description"})
+    except FtsimError as e:
+        raise FtsimError(f"preset {name}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -90,16 +151,8 @@ class Params:
         return np.cumsum(w / w.sum())
 
 
-def _number(field, v, lo, hi, integer=False, lo_open=False):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if ok and integer:
-        ok = float(v).is_integer()
-    if ok:
-        ok = (v > lo if lo_open else v >= lo) and v <= hi
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise bad(field, v, f"{kind} in {'(' if lo_open else '['}{lo}, {hi}]")
-    return int(v) if integer else float(v)
+#: the shortest mean time between events or lifetime (seconds): below, event times overflow or stall
+MIN_TIME = 1e-9
 
 
 def params(functions=16, zipf=1.1, call_share=0.4, rate=1.0, livepatch_burst=1.0, burst_gap=0.05,
@@ -110,31 +163,34 @@ def params(functions=16, zipf=1.1, call_share=0.4, rate=1.0, livepatch_burst=1.0
     call_share = _number("call_share", call_share, 0.0, 1.0)
     if call_share == 1.0:
         raise bad("call_share", call_share, "a number in [0, 1) (1 leaves no attach)")
-    rate = _number("rate", rate, 0.0, 1e9, lo_open=True)
+    rate = _number("rate", rate, MIN_TIME, 1e9)                  # 5e-324 would make every time inf
     livepatch_burst = _number("livepatch_burst", livepatch_burst, 1.0, 1000.0)
-    burst_gap = _number("burst_gap", burst_gap, 0.0, 1e9, lo_open=True)
+    burst_gap = _number("burst_gap", burst_gap, MIN_TIME, 1e9)
     max_live = _number("max_live", max_live, 1, 64, integer=True)
     instances = _number("instances", instances, 1, 3, integer=True)
-    life = dict(lifetimes or {"default": 30.0})
-    if not isinstance(life, dict):
-        raise bad("lifetimes", life, "a dict consumer -> mean seconds (null: never detached)")
+    if lifetimes is None or (isinstance(lifetimes, Mapping) and not lifetimes):
+        lifetimes = {"default": 30.0}
+    if not isinstance(lifetimes, Mapping):
+        raise bad("lifetimes", lifetimes, "a mapping consumer -> mean seconds (null: never detached)")
+    life = dict(lifetimes)
     default = life.pop("default", 30.0)
-    for k, v in life.items():
-        if k not in CATALOG:
+    for k in life:
+        if not isinstance(k, str) or k not in CATALOG:
             raise bad("lifetimes consumer", k, ("default",) + CONSUMERS)
     lt = []
     for c in CONSUMERS:
         v = life.get(c, default)
-        lt.append(math.inf if v is None else _number(f"lifetimes[{c}]", v, 0.0, 1e12, lo_open=True))
+        lt.append(math.inf if v is None else _number(f"lifetimes[{c}]", v, MIN_TIME, 1e12))
     if mix is None:
         mix = {c: 1.0 for c in CONSUMERS}
-    if not isinstance(mix, dict) or not mix:
-        raise bad("mix", mix, "a non-empty dict consumer -> weight")
+    if not isinstance(mix, Mapping) or not mix:
+        raise bad("mix", mix, "a non-empty mapping consumer -> weight")
+    w = {}
     for k, v in mix.items():
-        if k not in CATALOG:
+        if not isinstance(k, str) or k not in CATALOG:
             raise bad("mix consumer", k, CONSUMERS)
-        _number(f"mix[{k}]", v, 0.0, 1e9)
-    weights = tuple(float(mix.get(c, 0.0)) for c in CONSUMERS)
+        w[CATALOG[k].name] = _number(f"mix[{k}]", v, 0.0, 1e9)
+    weights = tuple(w.get(c, 0.0) for c in CONSUMERS)
     if sum(weights) <= 0:
         raise bad("mix", mix, "at least one consumer with a weight above 0")
     return Params(functions, zipf, call_share, rate, livepatch_burst, burst_gap, max_live, instances,
@@ -143,15 +199,22 @@ def params(functions=16, zipf=1.1, call_share=0.4, rate=1.0, livepatch_burst=1.0
 
 def resolve(preset="uniform", **overrides) -> Params:
     """The preset's parameters with overrides (None values are ignored) applied, validated."""
-    if preset not in PRESETS:
-        raise bad("preset", preset, sorted(PRESETS))
-    d = {k: v for k, v in PRESETS[preset].items() if k != "description"}
+    known = presets()
+    if not isinstance(preset, str) or preset not in known:
+        if isinstance(preset, str) and preset in preset_errors():
+            raise FtsimError(preset_errors()[preset])
+        raise bad("preset", preset, sorted(known))
+    d = {k: v for k, v in known[preset].items() if k != "description"}
     for k, v in overrides.items():
         if k not in d:
             raise bad("workload parameter", k, sorted(d))
         if v is not None:
             d[k] = v
     return params(**d)
+
+
+#: events generated in one call at most (about 100 bytes each while generating: 2 GB)
+MAX_EVENTS = 2 * 10**7
 
 
 def _sizes(n_events, workloads):
@@ -161,8 +224,15 @@ def _sizes(n_events, workloads):
 
 def generate_arrays(p: Params, seed: int = 0, n_events: int = 200, workloads: int = 1, start: int = 0) -> dict:
     """Workloads ``start .. start+workloads-1`` in columnar form (see the module docstring)."""
-    _sizes(n_events, workloads)
-    _number("seed", seed, 0, 2**63 - 1, integer=True)
+    if not isinstance(p, Params):
+        raise bad("params", type(p).__name__, "a workload.Params (from workload.resolve() or workload.params())")
+    n_events = _number("n_events", n_events, 1, 10**7, integer=True)
+    workloads = _number("workloads", workloads, 1, 10**8, integer=True)
+    seed = _number("seed", seed, 0, 2**63 - 1, integer=True)
+    start = _number("start", start, 0, 2**63 - 1 - workloads, integer=True)
+    if n_events * workloads > MAX_EVENTS:
+        raise bad("workloads x n_events", n_events * workloads, f"at most {MAX_EVENTS:,} events in one batch "
+                  "(run them in chunks: ftsim sweep)")
     W, T, F, I, H = workloads, n_events, p.functions, p.instances, p.max_live
     U = np.stack([np.random.default_rng([seed, start + w]).random((T, DRAWS), dtype=np.float32)
                   for w in range(W)], axis=1).astype(np.float64)          # (T, W, DRAWS)
@@ -237,68 +307,6 @@ def generate_arrays(p: Params, seed: int = 0, n_events: int = 200, workloads: in
             "functions": F}
 
 
-def frame(arrays: dict, w: int = 0) -> pd.DataFrame:
-    """Workload ``w`` of columnar arrays as the tidy event table (time, function, consumer, op, handle)."""
-    I = arrays["instances"]
-    code = arrays["code"][w].astype(np.int64)
-    slot = np.maximum(code - 1, 0) // 2
-    cons = np.array(CONSUMERS, object)[slot // I]
-    op = np.where(code == 0, "call", np.where(code % 2 == 1, "attach", "detach"))
-    h = arrays["handle"][w]
-    return pd.DataFrame({
-        "time": arrays["time"][w],
-        "function": [f"f{x}" for x in arrays["func"][w]],
-        "consumer": pd.Series(cons, dtype=object).where(code != 0, None),
-        "op": op,
-        "handle": pd.Series([None if x < 0 else f"h{x}" for x in h], dtype=object),
-    })
-
-
-def from_frame(df: pd.DataFrame, instances: int = 1) -> dict:
-    """Compile a tidy event table (one workload) into columnar arrays for the engines.
-
-    Functions are named ``f<N>``; a detach must name a handle attached earlier and not detached yet;
-    an attach finding all ``instances`` of its consumer live on its function is an error."""
-    need = ["time", "function", "consumer", "op", "handle"]
-    if list(df.columns[:5]) != need:
-        raise bad("workload columns", list(df.columns), need)
-    live, used, rows = {}, {}, []
-    names = {}
-    for t, fn, c, op, h in df[need].itertuples(index=False):
-        if not (isinstance(fn, str) and fn[:1] == "f" and fn[1:].isdigit()):
-            raise bad("function", fn, "a name f0, f1, ...")
-        f = int(fn[1:])
-        if op == "call":
-            rows.append((t, f, 0, -1))
-            continue
-        if op == "attach":
-            ci = CONSUMERS.index(CATALOG[c].name) if c in CATALOG else None
-            if ci is None:
-                raise bad("consumer", c, CONSUMERS)
-            if h in names:
-                raise bad("handle", h, "a name not used before in this workload")
-            taken = used.setdefault((f, ci), set())
-            free = [i for i in range(instances) if i not in taken]
-            if not free:
-                raise bad("attach", h, f"at most {instances} live {c} on {fn}")
-            taken.add(free[0])
-            names[h] = len(names)
-            live[h] = (f, ci, free[0])
-            rows.append((t, f, 1 + 2 * (ci * instances + free[0]), names[h]))
-        elif op == "detach":
-            if h not in live:
-                raise bad("detach handle", h, sorted(live) or "no live handle")
-            f2, ci, i = live.pop(h)
-            used[(f2, ci)].discard(i)
-            rows.append((t, f2, 2 + 2 * (ci * instances + i), names[h]))
-        else:
-            raise bad("op", op, ("attach", "detach", "call"))
-    a = np.array(rows, dtype=float).reshape(-1, 4)
-    F = int(a[:, 1].max()) + 1 if len(a) else 1
-    return {"time": a[None, :, 0], "func": a[None, :, 1].astype(np.int16), "code": a[None, :, 2].astype(np.int16),
-            "handle": a[None, :, 3].astype(np.int32), "instances": instances, "functions": F}
-
-
 def generate(preset: str = "uniform", seed: int = 0, n_events: int = 200, **overrides) -> pd.DataFrame:
     """One seeded workload as a tidy DataFrame: ``time`` (s), ``function``, ``consumer`` (None for a
     call), ``op`` (attach | detach | call), ``handle`` (None for a call)."""
@@ -306,4 +314,3 @@ def generate(preset: str = "uniform", seed: int = 0, n_events: int = 200, **over
     return frame(generate_arrays(p, seed, n_events, 1))
 
 
-PRESETS: dict[str, dict] = _load_presets()

@@ -1,28 +1,46 @@
 #!/usr/bin/env python3
-"""Compare the kernel lab's observations with the model's `merged` policy at the observed kernel version.
+"""The agreement of the kernel lab's observations with the model's `merged` policy at the observed kernel's
+version (ftsim.observed: the comparison, the lab-limitation categories and the one definition of an
+explained difference; tests/test_kernel_agreement.py uses the same).
 
-    .venv/bin/python lab/compare.py [data/kernel/observed-6.1.0-56-amd64.jsonl]   # prints the differences
+    .venv/bin/python lab/compare.py [--summary] [OBSERVED.jsonl ...]    (default: every data/kernel/observed-*)
 
-The comparison is ftsim.observed.differences() (also used by tests/test_kernel_agreement.py), and to draft
-data/kernel/known-differences.csv (`--csv`: rows with the reason guessed by `reason()`, to be checked by hand).
+Prints, per kernel: fields compared, agreeing, explained by each lab limitation, and every difference of
+the model's (file:line field: kernel X, model Y).  --summary: the counts and at most 20 differences.
 """
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ftsim.observed import ROOT, differences, load  # noqa: E402,F401  (the comparison lives in the package)
+from ftsim import observed  # noqa: E402
 
 
-def main():
-    path = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else \
-        str(ROOT / "data/kernel/observed-6.1.0-56-amd64.jsonl")
-    diffs = differences(path)
-    for x in diffs:
-        print(f"{x['file']}:{x['line']} {x['field']}: kernel {x['observed']} model {x['model']}")
-    print(f"{len(diffs)} differences", file=sys.stderr)
+def report(path, limit=None) -> int:
+    rel = observed.release_of(path)
+    cmp_ = observed.compared(path)
+    ex = observed.explain(path)
+    cats = Counter(d["category"] for d in ex if d["category"])
+    model = [d for d in ex if d["category"] is None]
+    agree = sum(d["agree"] for d in cmp_)
+    lim = ", ".join(f"{c} {n}" for c, n in sorted(cats.items())) or "none"
+    print(f"agreement {rel} (merged at {observed.kernel_version(rel)}): {len(cmp_)} fields compared, {agree} agree, "
+          f"lab limitations: {lim}; model differences: {len(model)}")
+    for d in model[:limit]:
+        print(f"  {d['file']}:{d['line']} {d['field']}: kernel {d['observed']}, model {d['model']}")
+    if limit is not None and len(model) > limit:
+        print(f"  ... and {len(model) - limit} more (lab/compare.py {path})")
+    return len(model)
+
+
+def main(argv):
+    summary = "--summary" in argv
+    files = [a for a in argv if not a.startswith("--")] or [str(p) for p in observed.paths()]
+    for f in files:
+        report(f, 20 if summary else None)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

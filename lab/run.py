@@ -65,12 +65,32 @@ def _own_parse(path: Path) -> list[Step]:
             steps.append(Step(lineno, "detach", c, f, w[1]))
         elif w[0] == "call":
             steps.append(Step(lineno, "call", None, w[1], None))
+        elif w[0] in ("kernel", "set", "function"):
+            continue        # model directives (FORMAT.md): nothing for the kernel to do
         else:
             raise SystemExit(f"{path}:{lineno}: unknown step {w[0]!r}")
     return steps
 
 
-def load(path: Path) -> Scen:
+def _on(kernel: str | None, versions: list[str]) -> bool:
+    """Does `kernel` (e.g. 6.1.192, 6.12.117-ftsim-ei) belong to one of `versions` (6.1 matches 6.1.x, not 6.12)?
+    No versions: every kernel."""
+    if not versions or kernel is None:
+        return True
+    return any(kernel == v or re.match(re.escape(v) + r"[.\-+~]", kernel) for v in versions)
+
+
+def alone_rules() -> dict[str, list[str]]:
+    """lab/alone.txt: FILE [on VERSION...] -> versions (empty: every kernel)."""
+    out = {}
+    for l in (ROOT / "lab/alone.txt").read_text().splitlines():
+        w = l.split("#", 1)[0].split()
+        if w:
+            out[w[0]] = w[2:] if len(w) > 2 and w[1] == "on" else []
+    return out
+
+
+def load(path: Path, kernel: str | None = None) -> Scen:
     rel = str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
     steps = None
     try:
@@ -88,14 +108,20 @@ def load(path: Path) -> Scen:
             steps.append(Step(s.line, s.op, c, f, s.handle))
     except ImportError:
         steps = _own_parse(path)
-    listed = {l.strip() for l in (ROOT / "lab/alone.txt").read_text().splitlines() if l.strip() and not l.startswith("#")}
-    alone = bool(re.search(r"^#\s*lab:\s*alone", path.read_text(), re.M)) or rel in listed
+    # a file runs in a boot of its own where it is known to crash the guest: `# lab: alone [on VERSION...]`
+    # in the file, or a line of lab/alone.txt
+    m = re.search(r"^#\s*lab:\s*alone(?:\s+on\s+(.*))?$", path.read_text(), re.M)
+    rules = alone_rules()
+    alone = (m is not None and _on(kernel, (m.group(1) or "").split())) or (rel in rules and _on(kernel, rules[rel]))
     return Scen(rel, steps, alone)
 
 
 # ---------------------------------------------------------------- guest script
-MODSLOT = {"kprobe": "lab_kp", "kprobe-post": "lab_kp_post", "kretprobe": "lab_krp",
-           "ftrace-ops": "lab_fops", "direct": "lab_direct"}
+# The modules a consumer may use, in the order the guest tries them (lab/src/mod/Kbuild): a slot belongs to the
+# handle whose insmod succeeded until that handle is detached (lab/guest/lib.sh).
+MODSLOTS = {"livepatch": "lab_lp_a lab_lp_b lab_lp_c lab_lp_d", "kprobe": "lab_kp",
+            "kprobe-post": "lab_kp_post lab_kp_post2", "kretprobe": "lab_krp", "ftrace-ops": "lab_fops",
+            "direct": "lab_direct lab_direct2", "fprobe": "lab_fpr", "fprobe-exit": "lab_fprx"}
 FORCED = {"-4001": "bpf-fmod-ret", "-4002": "bpf-override-return", "-4003": "fail-function"}
 
 
@@ -104,44 +130,32 @@ class Planned:
     scen: Scen
     step: Step
     idx: int
-    slot: str | None
-    live: list = field(default_factory=list)   # (consumer, slot, function, handle) live before a call
+    live: list = field(default_factory=list)   # (consumer, attach idx, function, handle) live before a call
 
 
 def plan(scens: list[Scen], start: int) -> tuple[str, list[Planned]]:
     lines, planned, idx = [], [], start
     for sc in scens:
-        lines.append(f"S {sc.name}")
-        live = []            # (consumer, slot, function, handle), attach order
+        funcs = sorted({st.function for st in sc.steps if st.function})
+        lines.append(f'S {sc.name} "{" ".join(funcs)}"')
+        live = []            # (consumer, attach idx, function, handle), attach order, by the scenario text
         for st in sc.steps:
             idx += 1
             if st.op == "attach":
-                used = {s for (_, s, _, _) in live}
-                if st.consumer == "livepatch":
-                    slot = "lab_lp_a" if "lab_lp_a" not in used else "lab_lp_b"
-                elif st.consumer in MODSLOT:
-                    slot = MODSLOT[st.consumer]
-                elif st.consumer.startswith("bpf-"):
-                    slot = str(idx)
-                else:
-                    slot = "-"
-                live.append((st.consumer, slot, st.function, st.handle))
-                lines.append(f"A {idx} {st.consumer} {slot} {st.function} {st.handle}")
-                planned.append(Planned(sc, st, idx, slot))
+                live.append((st.consumer, idx, st.function, st.handle))
+                lines.append(f'A {idx} {st.consumer} {st.function} {st.handle} "{MODSLOTS.get(st.consumer, "")}"')
+                planned.append(Planned(sc, st, idx))
             elif st.op == "detach":
                 ent = next((e for e in live if e[3] == st.handle), None)
-                if ent is None:
-                    lines.append(f"U {idx} {st.consumer}")
-                    planned.append(Planned(sc, st, idx, None))
-                    continue
-                live.remove(ent)
-                lines.append(f"D {idx} {ent[0]} {ent[1]} {ent[2]} {ent[3]}")
-                planned.append(Planned(sc, st, idx, ent[1]))
+                if ent is not None:
+                    live.remove(ent)
+                lines.append(f"D {idx} {st.consumer} {st.function} {st.handle}")
+                planned.append(Planned(sc, st, idx))
             else:
-                hl = " ".join(f"{c}:{s}:{h}" for (c, s, f, h) in live)
+                hl = " ".join(f"{c}:{h}" for (c, i, f, h) in live)
                 lines.append(f'C {idx} {st.function} "{hl}"')
-                planned.append(Planned(sc, st, idx, None, list(live)))
-        z = " ".join(f"{c}:{s}:{f}:{h}" for (c, s, f, h) in reversed(live))
+                planned.append(Planned(sc, st, idx, list(live)))
+        z = " ".join(f"{c}:{f}:{h}" for (c, i, f, h) in reversed(live))
         lines.append(f'Z "{z}"')
     return "\n".join(lines) + "\n", planned
 
@@ -259,8 +273,8 @@ def record_of(line: str):
 
 
 def parse_console(text: str):
-    """-> (kernel release, {idx: {kind: [payload...]}}, ended, last STEP idx, tail)"""
-    by = {}
+    """-> (kernel release, {idx: {kind: [payload...]}, "misc": [(kind, rest)...]}, ended, last STEP idx)"""
+    by = {"misc": []}
     rel, last, ended = None, None, False
     for raw in text.splitlines():
         m = re.search(r"@@([A-Z0-9]+)(?: (.*))?$", raw.rstrip("\r"))
@@ -271,8 +285,8 @@ def parse_console(text: str):
             rel = rest.strip()
         elif kind == "END":
             ended = True
-        elif kind in ("SCEN", "CLEAN", "LEFT", "LEFTKP"):
-            by.setdefault("misc", []).append((kind, rest))
+        elif kind in ("SCEN", "CLEAN", "LEFT", "LEFTKP", "MODIFIED"):
+            by["misc"].append((kind, rest))
         else:
             i, _, payload = rest.partition(" ")
             try:
@@ -285,33 +299,46 @@ def parse_console(text: str):
     return rel, by, ended, last
 
 
-def value_map(func: str, v: str, planned: Planned):
-    """-> (body, result handle or 'orig', origin of value for return hooks)"""
-    lp = [(c, s, h) for (c, s, f, h) in planned.live if c == "livepatch"]
-    by_slot = {s: h for (c, s, h) in lp}
+def boot_history(by: dict) -> dict[str, dict]:
+    """Per scenario file of a boot: the functions this boot had already modified when the file began
+    (6.4+: their records carry the sticky M for the rest of the boot), and what the
+    previous file left attached (enabled_functions / kprobes/list after its cleanup), if anything."""
+    out, cur, left = {}, None, ""
+    for kind, rest in by["misc"]:
+        if kind == "SCEN":
+            cur = rest.strip()
+            out[cur] = {"modified_before": None, "left_before": left or None}
+            left = ""
+        elif kind == "MODIFIED" and cur:
+            name, _, funcs = rest.partition(" ")
+            out[cur]["modified_before"] = funcs.split()
+        elif kind in ("LEFT", "LEFTKP") and rest.strip():
+            left = (left + " | " if left else "") + f"{kind.lower()}: {rest.strip()[:300]}"
+    return out
+
+
+def value_map(func: str, v: str, lp_of: dict):
+    """The value the caller got -> (body, result handle or 'orig', origin of the value for return hooks).
+    lp_of: livepatch number (1-4, lab/src/mod/lp.c LPVAL) -> handle of the live livepatch in that module."""
     v = v.strip()
     if func == "cmdline_proc_show":
         m = re.match(r"LIVEPATCH-(\d)", v)
         if m:
-            h = by_slot.get({"1": "lab_lp_a", "2": "lab_lp_b"}[m.group(1)])
+            h = lp_of.get(int(m.group(1)))
             return "new", h, h
         return ("orig", "orig", "orig") if v else (None, None, None)
     m = re.match(r"-?\d+$", v)
     if not m:
         return None, None, None
-    if v in ("-1001", "-1002"):
-        h = by_slot.get({"-1001": "lab_lp_a", "-1002": "lab_lp_b"}[v])
+    if v in ("-1001", "-1002", "-1003", "-1004"):
+        h = lp_of.get(-1000 - int(v))
         return "new", h, h
     if v in FORCED:
-        h = next((h for (c, s, f, h) in planned.live if c == FORCED[v]), FORCED[v])
-        return "none", h, h
+        return "none", FORCED[v], FORCED[v]
     return "orig", "orig", "orig"
 
 
-planned_result: dict = {}
-
-
-def hook_value(func: str, raw: str, planned: Planned):
+def hook_value(func: str, raw: str, lp_of: dict, result):
     try:
         v = int(raw) & 0xffffffff          # int returns: the kernel leaves the upper half of rax alone
         raw = str(v - (1 << 32) if v >= 1 << 31 else v)
@@ -319,47 +346,60 @@ def hook_value(func: str, raw: str, planned: Planned):
         pass
     if func == "cmdline_proc_show":
         # both bodies of cmdline_proc_show return 0: the hook saw whichever body ran
-        return planned_result.get(planned.idx) if raw == "0" else raw
-    return value_map(func, raw, planned)[2]
+        return result if raw == "0" else raw
+    return value_map(func, raw, lp_of)[2]
 
 
-def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None, crash_note: str | None):
+LPNUM = {"lab_lp_a": 1, "lab_lp_b": 2, "lab_lp_c": 3, "lab_lp_d": 4}
+MODULE_KINDS = ("livepatch", "kprobe", "kprobe-post", "kretprobe", "ftrace-ops", "direct", "fprobe", "fprobe-exit")
+
+
+def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None, crash_note: str | None,
+            boot_no: int):
     rows = []
+    history = boot_history(by)
     ok = set()          # (scenario, handle) whose attach left the consumer attached
+    slot_of = {}        # (scenario, handle) -> module slot the guest chose
     for p in planned:
         st = p.step
         o = by.get(p.idx)
-        if st.op == "attach" and o and o.get("ATT", ["0"])[0].strip() == "1":
-            ok.add((p.scen.name, st.handle))
-        if st.op == "call":
-            p.live = [e for e in p.live if (p.scen.name, e[3]) in ok]
+        if st.op == "attach" and o:
+            if o.get("ATT", ["0"])[0].strip() == "1":
+                ok.add((p.scen.name, st.handle))
+            if "SLOT" in o:
+                slot_of[(p.scen.name, st.handle)] = o["SLOT"][0].strip()
+        hist = history.get(p.scen.name, {})
         d = {"file": p.scen.name, "line": st.line, "step": None, "op": st.op, "consumer": st.consumer,
              "function": st.function, "handle": st.handle, "ret": None, "attached": None,
              "callbacks": None, "retries": None, "regenerations": None, "record": None,
              "violations": None, "expect_ok": None, "kernel": rel, "crashed": p.scen.name == crashed_scen,
-             "notes": []}
+             "boot": boot_no, "modified_before": hist.get("modified_before"), "notes": []}
         if st.op == "call":
             d.update(body_ran=None, result_from=None, fired=None, attributed_to=None, ip_seen=None,
                      return_seen=None)
-        o = by.get(p.idx)
-        if p.slot is None and st.op != "call":
-            d["notes"].append("not run in the lab: a second handle of this consumer needs a second module")
         if o:
             if "RET" in o:
                 rc, _, msg = o["RET"][0].partition(" ")
                 d["ret"], note = ret_of(rc, msg.strip())
                 if note:
                     d["notes"].append(note)
-            if "ATT" in o:
+            if "ATT" in o and not (d["ret"] is None and st.op != "call"):   # a step not run observes no attachment
                 d["attached"] = o["ATT"][0].strip() == "1"
             if "REC" in o:
                 d["record"] = record_of(o["REC"][0])
+            if "RECFIRST" in o:
+                r0 = record_of(o["RECFIRST"][0])
+                if r0 is not None:
+                    d["notes"].append(f"record re-read: the first read showed {r0['count']}:{r0['flags']}")
             for k in o.get("KMSG", []):
                 d["notes"].append("kernel: " + k.strip()[:600])
             if st.op == "call" and "VAL" in o:
+                live = [e for e in p.live if (p.scen.name, e[3]) in ok]
+                lp_of = {LPNUM.get(slot_of.get((p.scen.name, h)), 0): h for (c, i, f, h) in live if c == "livepatch"}
                 raw = o["VAL"][0]
-                body, res, _ = value_map(st.function, raw, p)
-                planned_result[p.idx] = res
+                body, res, _ = value_map(st.function, raw, lp_of)
+                if res in FORCED.values():     # a forced value: the live handle of that consumer decided
+                    res = next((h for (c, i, f, h) in live if c == res), res)
                 cnt0 = dict(x.split("=", 1) for x in o.get("CNT0", [""])[0].split() if "=" in x)
                 cnt1 = dict(x.split("=", 1) for x in o.get("CNT1", [""])[0].split() if "=" in x)
                 hits = {h: int(cnt1[h].split("/")[0]) - int(cnt0.get(h, "0/0").split("/")[0]) for h in cnt1}
@@ -369,17 +409,17 @@ def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None
                     if len(w) >= 4:
                         tags.setdefault(w[1], []).append((w[2], w[3]))
                 fired, ret_seen = [], {}
-                for (c, s, f, h) in p.live:
-                    if c in ("livepatch", "kprobe", "kprobe-post", "kretprobe", "ftrace-ops", "direct"):
+                for (c, i, f, h) in live:
+                    if c in MODULE_KINDS:
                         if hits.get(h, 0) > 0:
                             fired.append(h)
-                        if c == "kretprobe" and hits.get(h, 0) > 0:
-                            ret_seen[h] = hook_value(st.function, cnt1[h].split("/")[1], p)
+                        if c in ("kretprobe", "fprobe-exit") and hits.get(h, 0) > 0:
+                            ret_seen[h] = hook_value(st.function, cnt1[h].split("/")[1], lp_of, res)
                     elif c.startswith("bpf-"):
-                        if s in tags:
+                        if str(i) in tags:
                             fired.append(h)
                             if c == "bpf-fexit":
-                                ret_seen[h] = hook_value(st.function, tags[s][0][1], p)
+                                ret_seen[h] = hook_value(st.function, tags[str(i)][0][1], lp_of, res)
                     elif c == "function-tracer":
                         if int((o.get("FT") or ["0"])[0] or 0) > 0:
                             fired.append(h)
@@ -388,14 +428,17 @@ def to_rows(planned: list[Planned], by: dict, rel: str, crashed_scen: str | None
                             fired.append(h)
                     elif c == "fail-function" and res == h:
                         fired.append(h)
-                lp_ran = any(hits.get(h, 0) > 0 for (c, s, f, h) in p.live if c == "livepatch")
+                lp_ran = any(hits.get(h, 0) > 0 for (c, i, f, h) in live if c == "livepatch")
                 if body == "orig" and lp_ran:
                     body = "new"
                 d.update(body_ran=body, result_from=res, fired=fired,
-                         return_seen=(ret_seen or None) if any(c in ("bpf-fexit", "kretprobe") for (c, *_x) in p.live) else None)
+                         return_seen=(ret_seen or None) if any(c in ("bpf-fexit", "kretprobe", "fprobe-exit")
+                                                               for (c, *_x) in live) else None)
                 d["notes"].append(f"value={raw.strip()[:80]}; fired listed in attach order (the lab counts hits, not their order)")
         elif p.scen.name == crashed_scen:
             d["notes"].append("not reached: the guest crashed earlier in this scenario")
+        if hist.get("left_before") and p is next(q for q in planned if q.scen.name == p.scen.name):
+            d["notes"].append("boot history: the previous file of this boot left " + hist["left_before"])
         if p.scen.name == crashed_scen and crash_note and o and p.idx == max(
                 q.idx for q in planned if q.scen.name == crashed_scen and by.get(q.idx)):
             d["notes"].append("crash: " + crash_note)
@@ -409,14 +452,15 @@ def crash_excerpt(text: str) -> str:
     return " | ".join(keep[:14])[:1500]
 
 
-def make_groups(scens: list[Scen], steps_per_boot: int) -> list[list[Scen]]:
+def make_groups(scens: list[Scen], steps_per_boot: int, jobs: int = 2) -> list[list[Scen]]:
     """Scenario files -> boots.  Known crashers run in boots of their own: whether and where they crash
     depends on the kernel's memory history (use-after-free), and run after other files they crashed
     differently or hung.  The other files are spread over boots of about steps_per_boot steps, largest
     first onto the least loaded boot, keeping their order within a boot.  The longest boots come first
     (a boot costs about 5 s plus 0.12 s per step), so that the last one to finish starts early."""
     rest = [s for s in scens if not s.alone]
-    nb = max(1, -(-sum(len(s.steps) for s in rest) // max(1, steps_per_boot)))
+    # a multiple of the boots that run at once, so that they finish together
+    nb = jobs * max(1, round(sum(len(s.steps) for s in rest) / max(1, jobs * steps_per_boot)))
     load, members = [0] * nb, [[] for _ in range(nb)]
     order = {s.name: i for i, s in enumerate(scens)}
     for s in sorted(rest, key=lambda s: (-len(s.steps), order[s.name])):
@@ -442,12 +486,20 @@ def main():
     ap.add_argument("--oops-grace", type=float, default=3.0,
                     help="seconds a guest may run on after an oops before it counts as hung and is killed")
     ap.add_argument("--append", default="console=ttyS0 panic=-1 oops=panic quiet ftsim_lab", help="kernel command line")
+    ap.add_argument("--tag", default="kernel-lab", help="prefix of the progress lines")
+    ap.add_argument("--kernel-version", default=None, help="the kernel's version (6.1.192): which files run alone (lab/alone.txt)")
+    ap.add_argument("--model-set", default="", help="'FIELD=VALUE ...': model overrides, stored with the observations "
+                    "as 'set FIELD=VALUE' lines for the comparison (ftsim/observed.py)")
+    ap.add_argument("--model-lines", default="", help="'line; line': model header lines (e.g. 'function F "
+                    "error_injection=no'), stored with the observations as they are")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
     Path(args.build).mkdir(parents=True, exist_ok=True)
-    scens = [load(Path(f)) for f in args.files]
-    groups = make_groups(scens, args.steps_per_boot)
+    scens = [load(Path(f), args.kernel_version) for f in args.files]
+    groups = make_groups(scens, args.steps_per_boot, args.jobs)
     rows, n, rel, stats = [], 0, None, []
+    steps_all, steps_done = sum(len(s.steps) for s in scens), 0
+    model_lines = [f"set {x}" for x in args.model_set.split()] + [x.strip() for x in args.model_lines.split(";") if x.strip()]
     import concurrent.futures as cf
     pool = cf.ThreadPoolExecutor(max_workers=args.jobs)
     running = {}
@@ -456,7 +508,7 @@ def main():
         nonlocal n
         n += 1
         script, planned = plan(g, n * 10000)
-        print(f"kernel-lab: boot {n}: {len(g)} scenario file(s), {len(planned)} steps", flush=True)
+        print(f"{args.tag}: boot {n}: {len(g)} scenario file(s), {len(planned)} steps ({steps_done} of {steps_all} done)", flush=True)
         running[pool.submit(boot, args, script, len(planned), n)] = (n, g, planned)
 
     while groups or running:
@@ -469,28 +521,38 @@ def main():
             r, by, ended, last = parse_console(text)
             if r is None:
                 tail = " | ".join(text.strip().splitlines()[-5:])[-400:]
-                raise SystemExit(f"kernel-lab: boot {bn} failed: the guest never reached /init (console tail: {tail})")
+                raise SystemExit(f"{args.tag}: ERROR: boot {bn}: the guest never reached /init: the image does not "
+                                 f"boot under QEMU (console tail: {tail}; full console: {args.build}/boot-{bn}.log)")
             rel = r
             if ended and planned and not any(isinstance(k, int) for k in by):
-                raise SystemExit(f"kernel-lab: boot {bn} ran no step: /lab/steps.sh missing in the guest (console: {args.build}/boot-{bn}.log)")
-            crashed = None
+                raise SystemExit(f"{args.tag}: ERROR: boot {bn} ran no step: /lab/steps.sh missing in the guest (console: {args.build}/boot-{bn}.log)")
+            crashed, stopped = None, next((rest.strip() for k, rest in by["misc"] if k == "STOP"), None)
             if not ended:
                 lastp = next((p for p in planned if p.idx == last), None)
                 crashed = lastp.scen.name if lastp else g[0].name
                 why = killed or "panic"
-                print(f"kernel-lab: boot {bn}: guest crashed ({why}) in {crashed}", flush=True)
+                print(f"{args.tag}: boot {bn}: guest crashed ({why}) in {crashed}", flush=True)
                 names = {p.scen.name for p in planned if p.idx < (last or 0)} | {crashed}
                 sub = [p for p in planned if p.scen.name in names]
-                rows += to_rows(sub, by, rel, crashed, f"{why}: " + crash_excerpt(text))
-                rest = [s for s in g if s.name not in names]
-                if rest:
-                    groups.insert(0, rest)
-                stats.append((bn, len(sub), secs, True))
+                rows += to_rows(sub, by, rel, crashed, f"{why}: " + crash_excerpt(text), bn)
+            elif stopped:
+                # the kernel warned during `stopped`: the boot ended after that file (lab/guest/lib.sh Z)
+                print(f"{args.tag}: boot {bn}: the kernel warned in {stopped}; the next files go to a fresh boot", flush=True)
+                upto = [s.name for s in g][: [s.name for s in g].index(stopped) + 1]
+                names = set(upto)
+                sub = [p for p in planned if p.scen.name in names]
+                rows += to_rows(sub, by, rel, None, None, bn)
             else:
-                rows += to_rows(planned, by, rel, None, None)
-                stats.append((bn, len(planned), secs, False))
-            print(f"kernel-lab: boot {bn}: {stats[-1][1]} steps in {secs:.1f} s{' (crashed)' if crashed else ''}",
-                  flush=True)
+                names = {s.name for s in g}
+                sub = planned
+                rows += to_rows(planned, by, rel, None, None, bn)
+            rest = [s for s in g if s.name not in names]
+            if rest:
+                groups.insert(0, rest)
+            steps_done += len(sub)
+            stats.append((bn, len(sub), secs, bool(crashed)))
+            print(f"{args.tag}: boot {bn}: {len(sub)} steps in {secs:.1f} s{' (crashed)' if crashed else ''}; "
+                  f"{steps_done} of {steps_all} steps done", flush=True)
     pool.shutdown()
     stats.sort()
     # step numbers per file
@@ -500,14 +562,16 @@ def main():
     for d in rows:
         cnt[d["file"]] = cnt.get(d["file"], 0) + 1
         d["step"] = cnt[d["file"]]
+        if model_lines:
+            d["model_lines"] = model_lines
     out = Path(args.out.replace("@REL@", rel))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
         for d in rows:
             f.write(json.dumps(d, sort_keys=False) + "\n")
-    print(f"kernel-lab: {len(rows)} steps from {len(scens)} scenario files in {n} boot(s) -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    print(f"{args.tag}: {len(rows)} steps from {len(scens)} scenario files in {n} boot(s) -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     for (i, k, s, c) in stats:
-        print(f"kernel-lab:   boot {i}: {k} steps, {s:.1f} s{', crashed' if c else ''}")
+        print(f"{args.tag}:   boot {i}: {k} steps, {s:.1f} s{', crashed' if c else ''}")
 
 
 if __name__ == "__main__":

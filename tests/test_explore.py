@@ -1,6 +1,5 @@
 """The exhaustive explorer: hand-counted state spaces, known shortest counterexamples on small custom
 policies, canonical state keys, the shipped counterexample files, order sensitivity and the CLI."""
-import dataclasses
 import re
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def test_state_space_counted_by_hand():
 
 def test_custom_policy_known_answer():
     # merged without the modify-path check is the 6.0-6.17 bypass: livepatch, fentry, then fexit
-    pol = dataclasses.replace(policy.get("merged"), modify_path_checked=False, name="merged")
+    pol = policy.get("merged", kernel="6.12.117", modify_path_checked=False)    # 3e9a18e1c3e9 reverted
     ex = E.explore(pol, ["livepatch", "bpf-fentry", "bpf-fexit"], max_len=3)
     cex = ex.counterexamples()
     assert list(cex) == ["NoSilentBypass"]
@@ -35,7 +34,8 @@ def test_custom_policy_known_answer():
         f"attach livepatch {F} as lp", f"attach bpf-fentry {F} as fe", f"attach bpf-fexit {F} as fx"]
     assert cex["NoSilentBypass"][-1]["path"] == "modify_fentry"
     # the same consumers with the check in place: nothing breaks up to length 4
-    assert E.explore(policy.get("merged"), ["livepatch", "bpf-fentry", "bpf-fexit"], max_len=4).counterexamples() == {}
+    assert E.explore(policy.get("merged", kernel="6.12.117"), ["livepatch", "bpf-fentry", "bpf-fexit"],
+                     max_len=4).counterexamples() == {}
 
 
 def test_naive_two_ipmodify_at_length_two():
@@ -65,37 +65,43 @@ def test_bad_input():
     with pytest.raises(FtsimError):
         E.explore(policy.get("merged"), ["nope"])
     with pytest.raises(FtsimError):
-        E.explore(policy.get("merged"), functions=3)
+        E.explore(policy.get("merged"), functions=4)
+    with pytest.raises(FtsimError):                         # a consumer this kernel does not have
+        E.explore(policy.get("merged", kernel="6.12.117"), ["bpf-fentry-multi"])
 
 
-def _run_line(path):
-    m = re.search(r"--policy (\S+)(?: --kernel (\S+))?", path.read_text())
-    return m[1], m[2]
+def _policy_of(path):
+    """The policy a found file is written for: its Run line's design, its header's kernel and sets."""
+    name = re.search(r"--policy (\S+)", path.read_text())[1]
+    return name, scenario.parse_file(path).policy(name)
 
 
 def test_found_files_exist_for_every_design():
     names = {p.name.split("--")[0] for p in FOUND}
-    assert {"pre-6.0", "rostedt", "song", "merged", "merged-6.1", "naive", "2fn-merged"} <= names
+    assert {"pre-6.0", "rostedt", "song", "merged-7.3", "merged-6.1.192", "merged-6.12.117", "merged-7.2.13",
+            "naive", "2fn-merged-7.3", "3fn-merged-7.3"} <= names
+    # the issue's bugs, found unaided: the 6.1.160+ ftrace kill, the 7.x cross-function WARN
+    assert {"merged-6.1.192--FtraceAlive.fts", "merged-6.1.192--NoWarn.fts", "3fn-merged-7.3--NoWarn.fts"} <= {
+        p.name for p in FOUND}
 
 
 @pytest.mark.parametrize("path", FOUND, ids=[p.stem for p in FOUND])
 def test_found_file_runs_and_is_shortest(path):
-    name, kernel = _run_line(path)
-    pol = policy.get(name, kernel=kernel)
+    name, pol = _policy_of(path)
     inv = path.stem.split("--")[1]
     rows = scenario.run(scenario.parse_file(path), pol)
     assert all(d["expect_ok"] for d in rows), [d["failures"] for d in rows]
     assert inv in rows[-1]["violations"]
     assert all(inv not in d["violations"] for d in rows[:-1])
     consumers = re.search(r"consumers (.*?);", path.read_text())[1].split(", ")
-    nfun = 2 if path.name.startswith("2fn-") else 1
+    nfun = int(path.name[0]) if path.name[1:4] == "fn-" else 1
     shorter = E.explore(pol, consumers, functions=nfun, max_len=len(rows) - 1)
     if "--via-" in path.stem:                      # shortest among sequences breaking it on that path
         via = path.stem.split("--via-")[1].replace("-", "_")
         assert (inv, via) not in shorter.shortest
     else:
         assert inv not in shorter.counterexamples()
-    assert main(["scenario", str(path), "--policy", name] + (["--kernel", kernel] if kernel else [])) == 0
+    assert main(["scenario", str(path), "--policy", name]) == 0
 
 
 def test_found_file_is_what_the_code_writes(tmp_path):
@@ -106,7 +112,7 @@ def test_found_file_is_what_the_code_writes(tmp_path):
 
 
 def test_counterexample_frame_columns():
-    ex = E.explore(policy.get("merged", kernel="6.1"), ["livepatch", "bpf-fentry", "bpf-fexit"], max_len=3)
+    ex = E.explore(policy.get("merged", kernel="6.1.159"), ["livepatch", "bpf-fentry", "bpf-fexit"], max_len=3)
     df = ex.df_counterexamples()
     doc = E.Exploration.df_counterexamples.__doc__
     assert list(df.columns) == re.findall(r"\* ``(\w+)``", doc)
@@ -128,11 +134,13 @@ def test_order_sensitivity_known_pairs():
 
 
 def test_cli_explore(tmp_path, capsys):
-    assert main(["explore", "--policy", "merged", "--kernel", "6.1", "--max-len", "3",
+    assert main(["explore", "--policy", "merged", "--kernel", "6.1.159", "--max-len", "3",
                  "--consumers", "livepatch", "bpf-fentry", "bpf-fexit", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "NoSilentBypass" in out and "states" in out
-    assert [p.name for p in tmp_path.glob("*.fts")] == ["merged-6.1--NoSilentBypass.fts"]
+    assert [p.name for p in tmp_path.glob("*.fts")] == ["merged-6.1.159--NoSilentBypass.fts"]
+    assert main(["explore", "--policy", "merged", "--out", str(tmp_path / "no" / "such")]) == 2   # before the search
+    assert main(["explore", "--policy", "merged", "--kernel", "6.12.117", "--consumers", "bpf-fsession"]) == 2
     assert main(["explore", "--policy", "merged", "--max-len", "99"]) == 2
 
 
@@ -156,27 +164,36 @@ def test_cli_two_functions(capsys):
     assert "__x64_sys_getpid as ff" in capsys.readouterr().out
 
 
-def test_dedupe_agrees_with_brute_force():
+BRUTE = [("merged", "6.1.159", ("livepatch", "bpf-fentry", "bpf-fexit", "bpf-override-return"), 1, 3),
+         ("merged", "6.1.192", ("livepatch", "bpf-fentry", "bpf-fexit"), 1, 4),             # the ftrace kill
+         ("pre-6.0", None, ("livepatch", "kprobe-post", "bpf-fexit"), 2, 3),               # functions renamed
+         ("merged", "6.12.117", ("kprobe-post", "fail-function", "bpf-fexit"), 2, 3),
+         ("merged", "7.3", ("kprobe-post", "livepatch", "bpf-fexit"), 3, 3),               # address order kept
+         ("merged", "7.3", ("kprobe-post", "bpf-fentry", "bpf-fexit"), 2, 4)]
+
+
+@pytest.mark.parametrize("name,kernel,cons,nfun,depth", BRUTE, ids=[f"{b[0]}-{b[1]}-{b[3]}fn-{b[4]}" for b in BRUTE])
+def test_dedupe_agrees_with_brute_force(name, kernel, cons, nfun, depth):
     """Every raw sequence, no state merging: same sequence count, same shortest length per invariant."""
     import pickle
-    pol = policy.get("merged", kernel="6.1")
-    cons = ["livepatch", "bpf-fentry", "bpf-fexit", "bpf-override-return"]
+    pol = policy.get(name, kernel=kernel)
+    funcs = E.FUNCTIONS[:nfun]
     best, count = {}, 0
 
-    def walk(m, depth):
+    def walk(m, d):
         nonlocal count
         count += 1
-        if depth == 3:
+        if d == depth:
             return
         blob = pickle.dumps(m)
-        for act in E.actions(m, cons, E.FUNCTIONS[:1]):
+        for act in E.actions(m, cons, funcs):
             m2 = pickle.loads(blob)
-            d = E.apply(m2, act)
-            for inv in d["violations"]:
-                best[inv] = min(best.get(inv, 99), depth + 1)
-            walk(m2, depth + 1)
+            row = E.apply(m2, act)
+            for inv in row["violations"]:
+                best[inv] = min(best.get(inv, 99), d + 1)
+            walk(m2, d + 1)
 
     walk(Model(pol), 0)
-    ex = E.explore(pol, cons, max_len=3)
+    ex = E.explore(pol, cons, functions=nfun, max_len=depth)
     assert ex.sequences == count
     assert {inv: len(rows) for inv, rows in ex.counterexamples().items()} == best

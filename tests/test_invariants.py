@@ -18,7 +18,12 @@ from ftsim.model import Model
 FUNCS = ["f", "g"]
 #: the consumers arbitration is about, drawn more often than the passive rest
 KEY = ["livepatch", "bpf-fentry", "bpf-fexit", "kprobe-post", "fail-function", "bpf-override-return", "direct"]
-CONSUMERS = st.one_of(st.sampled_from(KEY), st.sampled_from(consumers.NAMES))
+
+
+def drawn(pol):
+    """The key consumers more often than the passive rest, among those this policy's kernel has."""
+    return st.one_of(st.sampled_from(KEY), st.sampled_from(consumers.available(pol)))
+
 SAFE_BY_CONSTRUCTION = {AT_MOST_ONE_IPMODIFY, AT_MOST_ONE_DIRECT, TOLD_IMPLIES_ATTACHED, REFCOUNT_NON_NEGATIVE}
 KEEPS = {
     "pre-6.0": SAFE_BY_CONSTRUCTION | {NO_SILENT_BYPASS},
@@ -29,9 +34,13 @@ KEEPS = {
     "merged[6.1]": SAFE_BY_CONSTRUCTION,                       # livepatch -> fentry -> fexit bypass
     "naive": {REFCOUNT_NON_NEGATIVE},
 }
-POLICIES = {"pre-6.0": policy.get("pre-6.0"), "rostedt": policy.get("rostedt"), "song": policy.get("song"),
-            "merged": policy.get("merged"), "merged[6.1]": policy.get("merged", kernel="6.1"),
-            "naive": policy.get("naive")}
+# kprobes' own aggregate bug (an aggregate armed on kprobe_ftrace_ops disarmed from kprobe_ipmodify_ops)
+# drives its count below zero under every design; the designs are compared with a fixed kprobes here, and
+# data/scenarios/bug-kprobe-aggregate-post.fts shows the bug itself
+FIXED = dict(kprobe_aggr_keeps_post=False)
+POLICIES = {"pre-6.0": policy.get("pre-6.0", **FIXED), "rostedt": policy.get("rostedt", **FIXED),
+            "song": policy.get("song", **FIXED), "merged": policy.get("merged", **FIXED),
+            "merged[6.1]": policy.get("merged", kernel="6.1", **FIXED), "naive": policy.get("naive", **FIXED)}
 
 
 def machine_for(label):
@@ -44,7 +53,7 @@ def machine_for(label):
             self.live = []
             self.seen = set()
 
-        @rule(consumer=CONSUMERS, func=st.sampled_from(FUNCS))
+        @rule(consumer=drawn(pol), func=st.sampled_from(FUNCS))
         def attach(self, consumer, func):
             step = self.model.attach(consumer, func)
             assert step.ret in (0, -16, -11, -22), step

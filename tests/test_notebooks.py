@@ -100,3 +100,60 @@ def test_links_to_notebooks_resolve(path):
                     continue
                 m = NAME_RE.match(target)
                 assert m and m[1] not in numbers, f"link to a missing notebook: {target}"
+
+
+# -- The glossary ---------------------------------------------------------------------------------
+
+GLOSSARY = NB_DIR / "10-glossary.ipynb"
+GLOSSARY_LINK = re.compile(r"\]\(10-glossary\.ipynb#([^)\s]+)\)")
+#: terms of issue 15 whose first use in a notebook must link the glossary: heading id -> pattern
+TERMS = {
+    "IPMODIFY": r"IPMODIFY", "DIRECT": r"(?<![_\w])DIRECT\b|FTRACE_OPS_FL_DIRECT", "ORIG_STACK": r"ORIG_STACK",
+    "CALL_ORIG": r"CALL_ORIG", "SELF": r"(?<![_\w])SELF\b", "PEER": r"(?<![_\w])PEER\b",
+    "DISABLE_PEER": r"(?<![_\w])DISABLE_PEER\b", "flavors": r"\bflavou?rs?\b", "0!": r"`0!`",
+    "cb/retry/regen": r"`cb=|cb/retry/regen", "2:RIDM": r"`\d:R?I?D?M?`|count:flags", "ops_func": r"ops_func",
+    "-EAGAIN": r"-EAGAIN", "-EBUSY": r"-EBUSY",
+}
+
+
+def _heading_ids(nb) -> set[str]:
+    """The ids JupyterLab and nbconvert give headings: the text, inline code unwrapped, spaces -> '-'."""
+    ids = set()
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", cell.source, re.M):
+                ids.add(m[1].replace("`", "").replace(" ", "-"))
+    return ids
+
+
+def test_glossary_links_resolve():
+    gloss = _read(GLOSSARY)
+    ids = _heading_ids(gloss)
+    for path in NOTEBOOKS:
+        for cell in _read(path).cells:
+            if cell.cell_type != "markdown":
+                continue
+            targets = GLOSSARY_LINK.findall(cell.source)
+            if path == GLOSSARY:
+                targets += re.findall(r"\]\(#([^)\s]+)\)", cell.source)
+            missing = [t for t in targets if t not in ids]
+            assert not missing, f"{path.name}: links to glossary entries that do not exist: {missing}"
+
+
+def test_start_here_links_the_glossary_at_the_top():
+    first = _read(NB_DIR / "01-start-here.ipynb").cells[0].source
+    assert "](10-glossary.ipynb)" in first
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in {f"{i:02d}" for i in range(1, 9)}],
+                         ids=lambda p: p.name)
+def test_first_use_of_a_term_links_the_glossary(path):
+    text = "\n\n".join(c.source for c in _read(path).cells if c.cell_type == "markdown")
+    text = re.sub(r"^#{1,6} .*$", lambda m: " " * len(m[0]), text, flags=re.M)     # headings do not count
+    links = [(m.start(), m.end(), m[1]) for m in re.finditer(r"\[[^\]]*\]\(10-glossary\.ipynb#([^)\s]+)\)", text)]
+    unlinked = []
+    for term, pattern in TERMS.items():
+        m = re.search(pattern, text)
+        if m and not any(a <= m.start() < b for a, b, _ in links):
+            unlinked.append(f"{term} ({text[max(0, m.start() - 30):m.end() + 10]!r})")
+    assert not unlinked, f"first use without a glossary link: {unlinked}"

@@ -10,12 +10,17 @@ import pytest
 from hypothesis import given, settings
 
 from ftsim import consumers, policy, scenario
+from ftsim.model import Model
 from ftsim.cli import main
 from ftsim.errors import FtsimError
 
 SCEN = Path(__file__).resolve().parent.parent / "data" / "scenarios"
-PAIR_POLICIES = [("pre-6.0", None), ("merged", "6.1"), ("merged", None)]
-BUG_KERNELS = ["6.1", "6.6", "6.6.10", "6.12", "6.13", "6.14", "6.17", "6.18"]
+#: both sides of every boundary of data/kernel/changes.csv, mainline and stable, and the kernels users run
+BUG_KERNELS = ["6.1", "6.1.159", "6.1.160", "6.1.192", "6.3", "6.4", "6.6", "6.6.9", "6.6.10", "6.6.117", "6.6.118",
+               "6.6.119", "6.6.120", "6.12", "6.12.58", "6.12.59", "6.12.61", "6.12.62", "6.12.117", "6.13", "6.14",
+               "6.17.8", "6.17.9", "6.17.11", "6.17.12", "6.18", "6.19", "7.0", "7.2.13", "7.3-rc7", "7.3"]
+PAIR_POLICIES = [("pre-6.0", None), ("merged", "6.1.192"), ("merged", "6.12.117"), ("merged", "7.2.13"),
+                 ("merged", None)]
 
 
 def targets(path: Path):
@@ -136,3 +141,17 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "ftsim.cli", "table", "--policy", "pre-6.0"],
                          capture_output=True, text=True, check=True).stdout
     assert "livepatch" in out.splitlines()[0] or "livepatch" in out
+
+
+def test_who_sees_which_ip_and_which_return_value():
+    """ip_seen / return_seen: the kprobe pre_handler and the livepatch handler see the probed address;
+    the fexit trampoline, rebuilt with ORIG_STACK beside the livepatch, calls and reports the body the
+    livepatch chose (new); a fexit alone sees the original."""
+    m = Model(policy.get("merged", kernel="6.12.117"))
+    for c, h in (("livepatch", "lp"), ("kprobe", "k"), ("bpf-fexit", "fx")):
+        assert m.attach(c, "cmdline_proc_show", h).ret == 0
+    out = m.call("cmdline_proc_show").call
+    assert out.ip_seen == {"k": "orig", "lp": "orig", "fx": "new"} and out.return_seen == {"fx": "new"}
+    m.detach("lp")
+    out = m.call("cmdline_proc_show").call
+    assert out.ip_seen == {"k": "orig", "fx": "orig"} and out.return_seen == {"fx": "orig"}

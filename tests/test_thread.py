@@ -84,10 +84,32 @@ def test_timeline_is_drawn_from_the_data(msgs):
     assert points == len(shown)
     assert "2022" in top.get_title() and "13-15 July" in bottom.get_title()
     assert [t.get_text() for t in top.get_yticklabels()] == [thread.POSITION_LABELS[p] for p in thread.POSITIONS]
-    labels = {t.get_text() for t in top.texts}
+    labels = {v for t in top.texts for v in t.get_text().split("/")}
     assert {"v1", "v2", "v3", "v4", "v5"} <= labels
     numbers = {t.get_text() for t in bottom.texts if t.get_text().isdigit()}
     zoom = thread.df_design_moves()
     in_zoom = zoom[(zoom["when"] >= pd.Timestamp("2022-07-13 20:00")) & (zoom["when"] <= pd.Timestamp("2022-07-16"))]
     assert numbers == {str(i) for i in in_zoom.index}
     matplotlib.pyplot.close(fig)
+
+
+def test_tables_link_message_ids_and_commits(msgs):
+    html = thread.table(msgs[["when", "author", "message_id", "summary"]])._repr_html_()
+    linked = msgs[msgs["link"] != ""]
+    for link in linked["link"]:
+        assert f'href="{link}"' in html
+    assert html.count("lore.kernel.org/all/") == len(linked)
+    assert ">2022-07-14 01:42</td>" in html                     # one line, minutes
+    commits = thread.table(thread.df_commits())._repr_html_()
+    assert "linux.git/commit/?id=53cd885bc5c3" in commits and "lore.kernel.org/all/20251027175023" in commits
+
+
+def test_timeline_labels_do_not_overlap():
+    fig = thread.plot_timeline()
+    top, bottom = fig.axes
+    assert [t.get_text() for t in top.texts] == ["v1/v2", "v3/v4", "v5"]
+    fig.canvas.draw()
+    boxes = [(t.get_text(), t.get_window_extent()) for t in bottom.texts]
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            assert not ba.overlaps(bb), (a, b)

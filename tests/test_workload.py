@@ -101,3 +101,128 @@ def test_from_frame_rejects_a_detach_of_nothing():
     df = pd.DataFrame([(0.0, "f0", "kprobe", "detach", "h1")], columns=["time", "function", "consumer", "op", "handle"])
     with pytest.raises(FtsimError, match="detach handle"):
         workload.from_frame(df)
+
+
+# -- typed validation, presets loaded lazily and one by one ------------------------------------------------
+
+import numbers
+import os
+import subprocess
+import sys
+
+from ftsim import cli
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(workloads=1.0), "workloads"), (dict(start=-1), "start"), (dict(workloads=True), "workloads"),
+    (dict(seed=True), "seed"), (dict(seed=-1), "seed"), (dict(seed=2**63), "seed"), (dict(seed=1.5), "seed"),
+    (dict(n_events=np.float64(3)), "n_events"), (dict(seed="1"), "seed"), (dict(seed=None), "seed"),
+    (dict(n_events=10**6, workloads=100), "workloads x n_events"),
+])
+def test_generate_arrays_sizes_are_typed(kwargs, field):
+    with pytest.raises(FtsimError) as e:
+        workload.generate_arrays(workload.resolve("uniform"), **{"n_events": 10, **kwargs})
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
+
+
+def test_numpy_integers_are_integers():
+    p = workload.resolve("uniform", functions=np.int16(5), max_live=np.uint8(4))
+    a = workload.generate_arrays(p, seed=np.int64(7), n_events=np.int32(30), workloads=np.uint16(2), start=np.int8(1))
+    b = workload.generate_arrays(workload.resolve("uniform", functions=5, max_live=4), 7, 30, 2, 1)
+    assert all((a[k] == b[k]).all() for k in ("time", "func", "code", "handle"))
+    with pytest.raises(FtsimError, match="not allowed"):
+        workload.generate_arrays({"functions": 3})
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(rate=5e-324), "rate"), (dict(rate=float("inf")), "rate"), (dict(rate=float("nan")), "rate"),
+    (dict(burst_gap=5e-324), "burst_gap"), (dict(functions=10**5000), "functions"), (dict(zipf=10**400), "zipf"),
+    (dict(lifetimes=[1, 2]), "lifetimes"), (dict(lifetimes="abc"), "lifetimes"), (dict(lifetimes=7), "lifetimes"),
+    (dict(lifetimes={"default": 5e-324}), "lifetimes[livepatch]"), (dict(lifetimes={1: 2.0}), "lifetimes consumer"),
+    (dict(lifetimes={"default": True}), "lifetimes[livepatch]"), (dict(mix=[("livepatch", 1.0)]), "mix"),
+    (dict(mix={"livepatch": "1"}), "mix[livepatch]"), (dict(mix={("a",): 1.0}), "mix consumer"),
+    (dict(functions=True), "functions"), (dict(functions=16.0), "functions"), (dict(call_share=None), "call_share"),
+    (dict(max_live=10**30), "max_live"),
+])
+def test_params_refuse_what_breaks_the_generator(kwargs, field):
+    with pytest.raises(FtsimError) as e:
+        workload.params(**kwargs)
+    msg = str(e.value)
+    assert msg.startswith(field) and "\n" not in msg and len(msg) < 400 and "allowed" in msg
+
+
+def test_huge_values_are_shown_briefly():
+    with pytest.raises(FtsimError) as e:
+        workload.params(functions=10**5000)            # repr() of this int would raise
+    assert "<an integer of 16610 bits>" in str(e.value)
+
+
+def _preset_dir(tmp_path, monkeypatch, files):
+    for name, text in files.items():
+        (tmp_path / f"{name}.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    monkeypatch.setattr(workload, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(workload, "_PRESETS", None)
+
+
+GOOD = json.dumps({k: v for k, v in json.loads((workload.PRESET_DIR / "uniform.json").read_text()).items()})
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("{", "not valid JSON"), ("[]", "a JSON object"), (b"\xff\xfe{}", "not UTF-8"), ("[" * 100000, "not valid JSON"),
+    ('{"a": 1, "a": 2}', "given twice"), ("1" * 5000, "not valid JSON"),
+    (GOOD.replace('"lifetimes": {', '"lifetimes": [').replace('}, "mix"', '], "mix"'), "not valid JSON"),
+    (GOOD.replace('"zipf": 1.1', '"zipf": NaN'), "zipf"), (GOOD.replace('"zipf": 1.1', '"zipf": 1e999'), "zipf"),
+    (GOOD.replace('"functions": 16', '"functions": ' + "9" * 5000), "not valid JSON"),
+    (json.dumps({**json.loads(GOOD), "lifetimes": [1, 2]}), "lifetimes"),
+    (json.dumps({**json.loads(GOOD), "description": ["x"]}), "description"),
+])
+def test_one_bad_preset_file_breaks_only_itself(tmp_path, monkeypatch, capsys, text, needle):
+    _preset_dir(tmp_path, monkeypatch, {"good": GOOD, "bad": text})
+    assert list(workload.PRESETS) == ["good"] and workload.resolve("good").functions == 16
+    with pytest.raises(FtsimError) as e:
+        workload.resolve("bad")
+    assert needle in str(e.value) and "\n" not in str(e.value) and "bad.json" in str(e.value)
+    assert cli.main(["table", "--policy", "naive"]) == 0                     # every command still works
+    capsys.readouterr()
+    assert cli.main(["sweep", "--preset", "bad", "--out", str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json" in err
+
+
+def test_special_files_among_presets_do_not_hang(tmp_path, monkeypatch):
+    os.mkfifo(tmp_path / "fifo.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    _preset_dir(tmp_path, monkeypatch, {"good": GOOD})
+    assert list(workload.PRESETS) == ["good"]
+    with pytest.raises(FtsimError, match="a FIFO"):
+        workload.resolve("fifo")
+    with pytest.raises(FtsimError, match="a character device"):
+        workload.load_preset(tmp_path / "zero.json")
+
+
+def test_presets_load_lazily():
+    code = ("import ftsim.workload as w, ftsim.metrics, ftsim.sweep, ftsim.cli; assert w._PRESETS is None; "
+            "w.PRESETS; assert w._PRESETS is not None")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("bad_w", [-1, 3, 1.0, True])
+def test_frame_index_is_checked(bad_w):
+    arr = workload.generate_arrays(workload.resolve("uniform"), 0, 10, 3)
+    with pytest.raises(FtsimError, match="^w: "):
+        workload.frame(arr, bad_w)
+
+
+@pytest.mark.parametrize("row, field", [
+    ((0.0, "f٣", None, "call", None), "function"), ((0.0, "f99999", None, "call", None), "function"),
+    (("x", "f0", None, "call", None), "time"), ((float("nan"), "f0", None, "call", None), "time"),
+    ((0.0, "f0", ["kprobe"], "attach", "h"), "consumer"), ((0.0, "f0", "kprobe", "attach", ["h"]), "attach handle"),
+    ((0.0, "f0", "kprobe", "jump", "h"), "op"),
+])
+def test_from_frame_checks_every_field(row, field):
+    df = pd.DataFrame([row], columns=["time", "function", "consumer", "op", "handle"])
+    with pytest.raises(FtsimError) as e:
+        workload.from_frame(df)
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
+    with pytest.raises(FtsimError, match="^instances"):
+        workload.from_frame(df.iloc[:0], instances=0)

@@ -1,21 +1,36 @@
-/* direct ops without ops_func (like samples/ftrace/ftrace-direct-multi.c of 6.1):
- * register_ftrace_direct_multi() with a trampoline that counts calls. */
+/* A direct ops without ops_func (like samples/ftrace/ftrace-direct-multi.c): a trampoline that counts calls.
+ * API: register_ftrace_direct_multi(ops, addr) up to 6.5; register_ftrace_direct(ops, addr) and
+ * unregister_ftrace_direct(ops, addr, free_filters) from 6.6 (the _multi names were removed).
+ * The trampoline starts with ENDBR (IBT kernels: objtool warns without it) and does the call depth
+ * accounting of call-depth-tracking kernels, as the 6.6+ sample does. */
 #include "common.h"
+#include <linux/version.h>
 #include <linux/ftrace.h>
 #include <asm/asm-offsets.h>
 #include <asm/linkage.h>
+#include <asm/ibt.h>
+#include <asm/nospec-branch.h>
+
+#define S_(x) #x
+#define S(x) S_(x)
 
 void lab_direct_func(unsigned long ip);
 void lab_direct_func(unsigned long ip) { hits++; }
-extern void lab_direct_tramp(void *);
+extern void TRAMP(void *);
+
+#ifndef CALL_DEPTH_ACCOUNT
+#define CALL_DEPTH_ACCOUNT ""
+#endif
 
 asm (
 "	.pushsection    .text, \"ax\", @progbits\n"
-"	.type		lab_direct_tramp, @function\n"
-"	.globl		lab_direct_tramp\n"
-"   lab_direct_tramp:"
+"	.type		" S(TRAMP) ", @function\n"
+"	.globl		" S(TRAMP) "\n"
+"   " S(TRAMP) ":"
+	ASM_ENDBR
 "	pushq %rbp\n"
 "	movq %rsp, %rbp\n"
+	CALL_DEPTH_ACCOUNT
 "	pushq %rdi\n"
 "	pushq %rsi\n"
 "	pushq %rdx\n"
@@ -32,18 +47,31 @@ asm (
 "	popq %rdi\n"
 "	leave\n"
 	ASM_RET
-"	.size		lab_direct_tramp, .-lab_direct_tramp\n"
+"	.size		" S(TRAMP) ", .-" S(TRAMP) "\n"
 "	.popsection\n"
 );
 
 static struct ftrace_ops direct;
 static int __init direct_init(void)
 {
-	int ret = ftrace_set_filter(&direct, func, strlen(func), 0);
+	int i, ret = -EINVAL;
+	for (i = 0; ret == -EINVAL && name(i); i++)
+		ret = ftrace_set_filter(&direct, (unsigned char *)name(i), strlen(name(i)), 0);
 	if (ret)
 		return ret;
-	return register_ftrace_direct_multi(&direct, (unsigned long)lab_direct_tramp);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+	return register_ftrace_direct(&direct, (unsigned long)TRAMP);
+#else
+	return register_ftrace_direct_multi(&direct, (unsigned long)TRAMP);
+#endif
 }
-static void __exit direct_exit(void) { unregister_ftrace_direct_multi(&direct, (unsigned long)lab_direct_tramp); }
+static void __exit direct_exit(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+	unregister_ftrace_direct(&direct, (unsigned long)TRAMP, true);
+#else
+	unregister_ftrace_direct_multi(&direct, (unsigned long)TRAMP);
+#endif
+}
 module_init(direct_init);
 module_exit(direct_exit);

@@ -9,7 +9,9 @@ static void notrace cb(unsigned long ip, unsigned long parent_ip, struct ftrace_
 static struct ftrace_ops ops = { .func = cb };
 static int __init fops_init(void)
 {
-	int ret = ftrace_set_filter(&ops, func, strlen(func), 0);
+	int i, ret = -EINVAL;
+	for (i = 0; ret == -EINVAL && name(i); i++)
+		ret = ftrace_set_filter(&ops, (unsigned char *)name(i), strlen(name(i)), 0);
 	if (ret)
 		return ret;
 	return register_ftrace_function(&ops);

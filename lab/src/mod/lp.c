@@ -1,4 +1,5 @@
-/* livepatch of one lab target; LPVAL distinguishes the two livepatch modules (lab_lp_a, lab_lp_b). */
+/* livepatch of one lab target; LPVAL (1-4) tells the lab's livepatch modules apart (lab_lp_a .. lab_lp_d):
+ * the new bodies print LIVEPATCH-<LPVAL> or return -1000-LPVAL. */
 #include "common.h"
 #include <linux/livepatch.h>
 #include <linux/seq_file.h>
@@ -11,19 +12,13 @@ static int new_cmdline_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static int new_security_task_getscheduler(struct task_struct *p)
+static int new_security_task(struct task_struct *p)   /* security_task_getscheduler, _getioprio */
 {
 	hits++;
 	return -1000 - LPVAL;
 }
 
-static long new_x64_sys_getppid(const struct pt_regs *regs)
-{
-	hits++;
-	return -1000 - LPVAL;
-}
-
-static long new_x64_sys_getpid(const struct pt_regs *regs)
+static long new_x64_sys(const struct pt_regs *regs)    /* __x64_sys_getppid, __x64_sys_getpid */
 {
 	hits++;
 	return -1000 - LPVAL;
@@ -38,12 +33,10 @@ static int __init lp_init(void)
 	funcs[0].old_name = func;
 	if (!strcmp(func, "cmdline_proc_show"))
 		funcs[0].new_func = new_cmdline_proc_show;
-	else if (!strcmp(func, "security_task_getscheduler"))
-		funcs[0].new_func = new_security_task_getscheduler;
-	else if (!strcmp(func, "__x64_sys_getppid"))
-		funcs[0].new_func = new_x64_sys_getppid;
-	else if (!strcmp(func, "__x64_sys_getpid"))
-		funcs[0].new_func = new_x64_sys_getpid;
+	else if (!strcmp(func, "security_task_getscheduler") || !strcmp(func, "security_task_getioprio"))
+		funcs[0].new_func = new_security_task;
+	else if (!strcmp(func, "__x64_sys_getppid") || !strcmp(func, "__x64_sys_getpid"))
+		funcs[0].new_func = new_x64_sys;
 	else
 		return -EINVAL;
 	return klp_enable_patch(&patch);
