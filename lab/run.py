@@ -472,6 +472,27 @@ def make_groups(scens: list[Scen], steps_per_boot: int, jobs: int = 2) -> list[l
     return sorted(groups, key=lambda g: -sum(len(s.steps) for s in g))
 
 
+def merge_observations(old_text: str, rows: list[dict], ran: set) -> tuple[list[dict], int]:
+    """The observations to write: a run of some files (LAB_FILES) replaces only those files' rows; the
+    other files' rows of the earlier run are kept in their place (those of files that no longer exist
+    are dropped), new files go last.  Returns (rows, how many earlier rows were kept)."""
+    new: dict[str, list[dict]] = {}
+    for d in rows:
+        new.setdefault(d["file"], []).append(d)
+    kept, merged = 0, []
+    for line in old_text.splitlines():
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        if d["file"] in ran:
+            merged.extend(new.pop(d["file"], []))
+        elif (ROOT / d["file"]).exists():
+            merged.append(d)
+            kept += 1
+    merged.extend(d for f in new.values() for d in f)
+    return merged, kept
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", required=True)
@@ -566,9 +587,15 @@ def main():
             d["model_lines"] = model_lines
     out = Path(args.out.replace("@REL@", rel))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as f:
-        for d in rows:
+    merged, kept = merge_observations(out.read_text() if out.exists() else "", rows,
+                                      {d["file"] for d in rows} | {s.name for s in scens})
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        for d in merged:
             f.write(json.dumps(d, sort_keys=False) + "\n")
+    os.replace(tmp, out)
+    if kept:
+        print(f"{args.tag}: kept {kept} steps of the files not run this time from the earlier {out.name}")
     print(f"{args.tag}: {len(rows)} steps from {len(scens)} scenario files in {n} boot(s) -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     for (i, k, s, c) in stats:
         print(f"{args.tag}:   boot {i}: {k} steps, {s:.1f} s{', crashed' if c else ''}")

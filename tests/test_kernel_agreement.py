@@ -75,3 +75,22 @@ def test_findings_name_their_reproducer():
         assert "Affected" in text, f"{f.name}: no 'Affected' line"
         fts = [w.strip("`") for w in text.split() if w.strip("`").endswith(".fts")]
         assert fts and all((ROOT / w).exists() for w in fts if w.startswith("data/")), f"{f.name}: reproducer missing"
+
+
+def test_a_lab_run_of_some_files_keeps_the_other_files_observations():
+    """`make kernel-lab LAB_FILES=...` replaces only the files it ran (lab/run.py merge_observations)."""
+    import importlib.util
+    import json as J
+    spec = importlib.util.spec_from_file_location("lab_run", Path(__file__).resolve().parents[1] / "lab" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules.setdefault("lab_run", run)
+    spec.loader.exec_module(run)
+    a, b = "data/scenarios/bug-modify-path-bypass.fts", "data/scenarios/pairs-passive.fts"
+    old = [{"file": a, "line": 8, "ret": 0}, {"file": a, "line": 9, "ret": 0}, {"file": b, "line": 5, "ret": 0},
+           {"file": "data/scenarios/gone.fts", "line": 1, "ret": 0}]
+    text = "".join(J.dumps(d) + "\n" for d in old)
+    rows, kept = run.merge_observations(text, [{"file": b, "line": 5, "ret": -16}], {b})
+    assert rows == old[:2] + [{"file": b, "line": 5, "ret": -16}] and kept == 2
+    rows, kept = run.merge_observations(text, [], {a})                  # the guest died before file a
+    assert rows == [old[2]] and kept == 1
