@@ -210,13 +210,34 @@ def scenario_text(lines: int) -> str:
     return "\n".join([h for f, h in head.items() if f in used] + out) + "\n"
 
 
+#: run in the child: the Python code ``argv[1]`` is, then the child's own peak RSS (VmHWM, kB) on the fd
+#: named by ``$FTSIM_BENCH_FD``.
+#: (``ru_maxrss`` of wait4 is no good here: on Linux it keeps the pages of the forked copy of this
+#: process from before the exec, so every child looked as big as the benchmark.)
+_HWM = ("import atexit, os, runpy, sys\n"
+        "def _hwm():\n"
+        "    kb = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "    os.write(int(os.environ['FTSIM_BENCH_FD']), (kb[0] if kb else '0').encode())\n"
+        "atexit.register(_hwm)\n"
+        "code = sys.argv.pop(1)\n"
+        "sys.argv[0] = 'ftsim'\n"
+        "exec(compile(code, '<bench>', 'exec'), {'__name__': '__main__'})\n")
+
+
 def _child(argv) -> tuple[float, float, int]:
-    """Run ``argv``; (CPU seconds, peak resident MB, exit status) of that child alone."""
+    """Run the Python code ``argv[1:]`` (``[code, args...]``) in a child; (CPU seconds, peak resident MB,
+    exit status) of that child alone."""
     import subprocess
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import sys
+    r, w = os.pipe()
+    p = subprocess.Popen([sys.executable, "-c", _HWM, *argv[1:]], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, pass_fds=(w,), env={**os.environ, "FTSIM_BENCH_FD": str(w)})
+    os.close(w)
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode
+    with os.fdopen(r) as f:
+        kb = f.read().strip() or "0"
+    return ru.ru_utime + ru.ru_stime, int(kb) / 1024, p.returncode
 
 
 def scenario_scaling(lines=SCENARIO_LINES) -> list[tuple]:
@@ -234,8 +255,9 @@ def scenario_scaling(lines=SCENARIO_LINES) -> list[tuple]:
             path = os.path.join(d, f"s{n}.fts")
             with open(path, "w") as f:
                 f.write(scenario_text(n))
-            cpu, rss, rc = _child([sys.executable, "-m", "ftsim.cli", "scenario", path, "--policy", "merged"])
-            _, base, _ = _child([sys.executable, "-c", "import ftsim.cli, ftsim.scenario, pandas"])
+            cpu, rss, rc = _child([None, "import sys; from ftsim.cli import main; sys.exit(main())",
+                                   "scenario", path, "--policy", "merged"])
+            _, base, _ = _child([None, "import ftsim.cli, ftsim.scenario, pandas"])
             t0 = time.process_time()
             sc = scenario.parse_file(path)
             t_parse = time.process_time() - t0

@@ -127,10 +127,8 @@ def ipmodify_update(k: Kernel, ops: Ops, old: set, new: set, ctx: Counters, upda
                 k.record(f).recompute_ipmodify()
         return OK
     done = []
-    for f in address_order(old | new):
-        in_old, in_new = f in old, f in new
-        if not update_target and in_old == in_new:
-            continue
+    for f in address_order(old | new if update_target else old ^ new):   # unchanged records: nothing to ask
+        in_new = f in new
         rec = k.record(f)
         if in_new:
             ret = hash_update_ipmodify(k, ops, rec, ctx, update_target)

@@ -37,12 +37,11 @@ def _shared(k: Kernel, name: str) -> Ops:
 
 
 def _holders(k: Kernel, name: str, func: str | None = None) -> list:
-    out = []
-    for h in k.handles.values():
-        if h.ops is not None and h.ops.name == name and not h.detached and h.told == 0:
-            if func is None or h.func == func:
-                out.append(h)
-    return out
+    """The live handles (told 0, not detached: ``k.live``) that hold the shared ops ``name``; a holder's
+    function is in the ops' filter, so only those functions are looked at."""
+    ops = k.shared.get(name)
+    funcs = () if ops is None else [func] if func is not None else sorted(ops.funcs)
+    return [h for f in funcs for h in k.live_on(f).values() if h.ops is not None and h.ops.name == name]
 
 
 # -- LIST: the mechanism --------------------------------------------------------------------------
