@@ -109,6 +109,15 @@ def cmd_scenario(args) -> int:
     sets = policy_sets(args)
     parsed = [scenario.parse_file(f) for f in args.files]      # all bad input before any work
     pols = [sc.policy(args.policy, args.kernel, sets) for sc in parsed]
+    from . import consumers
+    from .errors import FtsimError
+    for sc, pol in zip(parsed, pols):                          # a consumer that design lacks: before any work
+        for st in sc.steps:
+            if st.op == "attach":
+                try:
+                    consumers.check_available(st.consumer, pol)
+                except FtsimError as e:
+                    raise FtsimError(f"{sc.name}:{st.line}: {e}") from None
     ok = True
     for sc, pol in zip(parsed, pols):
         run_info = {"policy": pol.label, "kernel": pol.kernel, "overrides": pol.changed()}
