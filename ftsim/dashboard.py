@@ -234,6 +234,10 @@ class Dashboard:
             self.status.value = self._status_html()
         except FtsimError as e:
             self.status.value = f'<small class="ftsim-warn">{html.escape(str(e))}</small>'
+        except Exception as e:                       # a bug: say so on the dashboard, then the traceback
+            self.status.value = (f'<small class="ftsim-warn">ftsim failed ({html.escape(type(e).__name__)}: '
+                                 f'{html.escape(str(e))}): a bug, please report it</small>')
+            raise
         finally:
             self._busy(False)
         if _from_front_end(change or {}):

@@ -429,3 +429,12 @@ def test_prefetch_after_a_front_end_move_only(monkeypatch):
     monkeypatch.setattr(d, "outcomes", lambda *a, **k: pytest.fail("seed 3 was not prefetched"))
     d.seed.value = 3
     assert "seed 3" in d.label
+
+
+def test_a_bug_in_a_dashboard_says_so_on_the_dashboard(monkeypatch):
+    c = widgets.DesignComparison()
+    box = c.widget                                          # the output that dims while it computes
+    monkeypatch.setattr(widgets.DesignComparison, "compute", lambda self: {}["no result"])
+    with pytest.raises(KeyError):
+        c.value.value = "body_ran"
+    assert "ftsim failed (KeyError" in c.status.value and "ftsim-busy" not in box._dom_classes
