@@ -69,10 +69,20 @@ def save_tables() -> list:
 DISCOVERY_BAR_AFTER = 1.0
 
 
-def _discovery_bar(total: int, done: int):
+def _discovery_bar(total: int, done: int):  # pragma: no mutate block (how the bar looks, not what is computed)
     from tqdm import tqdm
     return tqdm(total=total, initial=done, desc="discovering transitions", unit="event", leave=False,
                 disable=None)
+
+
+def _bar_step(bar, tb, T: int, t: int, known: int, started: float):  # pragma: no mutate block (the bar, not results)
+    """After event ``t``: the discovery bar, opened once this run has discovered for DISCOVERY_BAR_AFTER s."""
+    if bar is None and tb.transitions > known and time.perf_counter() - started > DISCOVERY_BAR_AFTER:
+        bar = _discovery_bar(T, t)
+    if bar is not None:
+        bar.update()
+        bar.set_postfix(states=len(tb.snap), refresh=False)
+    return bar
 
 
 def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: int | None = None,
@@ -151,11 +161,7 @@ def run(arrays: dict, policies: list[Policy], want_final: bool = False, keep: in
         if negnow.size:
             negative[t] = negnow
         S[iv] = np.where(live, ns, s)
-        if bar is None and tb.transitions > known and time.perf_counter() - started > DISCOVERY_BAR_AFTER:
-            bar = _discovery_bar(T, t)
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(states=len(tb.snap), refresh=False)
+        bar = _bar_step(bar, tb, T, t, known, started)
     if bar is not None:
         bar.close()
     keep = W if keep is None else keep

@@ -16,7 +16,6 @@ from __future__ import annotations
 from . import ftrace
 from .consumers import Consumer
 from .flags import Errno, OpsFlag
-from .functions import address_order
 from .state import Counters, Kernel, Ops
 
 FTRACE_OPS, IPMODIFY_OPS = "kprobe_ftrace_ops", "kprobe_ipmodify_ops"
@@ -102,6 +101,16 @@ def attach(k: Kernel, handle: str, consumer: Consumer, func: str, ctx: Counters)
     return 0
 
 
+def disarm_ops(k: Kernel, func: str) -> str | None:
+    """The shared ops the probe at ``func`` is disarmed from when its last member goes (None: no probe):
+    disarm_kprobe_ftrace() picks it by the aggregate's post_handler (kprobe_aggr_keeps_post), which can
+    name the other ops than the one it is armed on; a fixed kprobes disarms from where it armed."""
+    if func not in k.probes:
+        return None
+    name, _, post = k.probes[func]
+    return (IPMODIFY_OPS if post else FTRACE_OPS) if k.policy.kprobe_aggr_keeps_post else name
+
+
 def detach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
     """unregister_kprobe() (void: the caller is told nothing).  The last member disarms the aggregate
     from the ops its post_handler names; if that fails the probe stays armed and in kprobe_table with
@@ -113,8 +122,7 @@ def detach(k: Kernel, handle: str, func: str, ctx: Counters) -> int:
     if len(members) > 1:
         members.remove(handle)
         return 0
-    # disarm_kprobe_ftrace(): the ops is picked by the aggregate's post_handler (kprobe_aggr_keeps_post)
-    disarm = (IPMODIFY_OPS if post else FTRACE_OPS) if k.policy.kprobe_aggr_keeps_post else name
+    disarm = disarm_ops(k, func)
     if disarm != name:
         ctx.note(f"disarm_kprobe_ftrace(): the aggregate is armed on {name} but its post_handler names {disarm}")
     ret = _disarm(k, disarm, func, ctx)
@@ -138,16 +146,3 @@ def attached(k: Kernel, h) -> bool:
         return False
     ops = k.kprobe_ops[entry[0]]
     return ops.enabled and h.func in ops.funcs and ops in rec.ops
-
-
-def ops_of(k: Kernel, func: str) -> Ops | None:
-    entry = k.probes.get(func)
-    return k.kprobe_ops[entry[0]] if entry else None
-
-
-# -- the shared ops seen from one function (batch engine) -------------------------------------------
-
-def holders(k: Kernel, name: str, func: str) -> list[str]:
-    """Functions other than ``func`` in the filter of the shared ops ``name``."""
-    ops = k.kprobe_ops.get(name)
-    return [] if ops is None else [f for f in address_order(ops.funcs) if f != func]

@@ -132,7 +132,7 @@ class Tables:
         self.st[:, sid] = (viol_bits(check(m, F, out)), lp, wr, BODY[out.body_ran], src_code(m, out.result_from),
                            -1 if entry is None else KOPS.index(entry[0]), F in k.klp, trg, danger,
                            bool(tr is not None and TrampFlag.SHARE_IPMODIFY in tr.flags), ipm, k.dead,
-                           k.oops is not None, -1 if entry is None else int(entry[2]),
+                           k.oops is not None, -1 if entry is None else KOPS.index(kprobes.disarm_ops(k, F)),
                            *(_kheld(k, n) for n in KOPS))
         att = frozenset(h for h in k.live_on(F) if m.attached(h))
         self.final.append((att, int(self.st[0, sid])))

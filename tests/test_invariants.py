@@ -135,3 +135,66 @@ def test_an_unarmed_probe_is_in_no_table_so_the_next_probe_arms_afresh():
     assert (second.ret, second.attached) == (0, True)
     assert m.attached("kp1") is False and m.kernel.probes["f"][1] == ["kp2"]
     assert m.detach("kp1").ret == 0 and m.attached("kp2")       # unregistering kp1 finds nothing
+
+
+# -- Behaviour pinned: seeded random sequences under every design and kernel variant ------------------------
+# tests/golden/model-digests.json holds, per design and kernel, a digest of every field of every step of 120
+# sequences of 16 steps over three functions (every consumer the kernel has; the key ones more often). The
+# sequences reach states no shipped scenario reaches (7.x couplings over three functions, tracing_multi
+# links, kills and oopses followed by more steps). A deliberate change of behaviour regenerates the file
+# (FTSIM_GOLDEN=update pytest tests/test_invariants.py -k pinned) and says why in its commit.
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import random
+
+from ftsim.errors import FtsimError
+
+MODEL_GOLDEN = Path(__file__).resolve().parent / "golden" / "model-digests.json"
+PINNED_KERNELS = ["6.0", "6.1.159", "6.1.160", "6.1.192", "6.4", "6.6.10", "6.6.118", "6.12.58", "6.12.61",
+                  "6.12.62", "6.12.117", "6.14", "7.0", "7.2.13", "7.3"]
+PINNED = ([policy.get(d) for d in policy.NAMES if d != "merged"]
+          + [policy.get("merged", kernel=k) for k in PINNED_KERNELS]
+          + [policy.get("song", peer_sent_from="register", modify_eagain="refuse", fentry_only_declares_share=False),
+             policy.get("rostedt", callback_may_regenerate=False),
+             policy.get("merged", kernel="6.12.117", kprobe_aggr_keeps_post=False),
+             policy.get("merged", kernel="7.3", fprobe="own", shared_direct_ops=False)])
+
+
+def _pinned_run(pol, seed: int = 0, sequences: int = 120, steps: int = 16) -> str:
+    rng = random.Random(seed)             # Python's generator: the same stream on every machine and numpy
+    names = list(consumers.available(pol))
+    key = [c for c in KEY if c in names]
+    out = hashlib.sha256()
+    for _ in range(sequences):
+        m = Model(pol)
+        live, gone = [], []
+        for i in range(steps):
+            r = rng.random()
+            f = ["f0", "f1", "f2"][rng.randrange(3)]
+            try:
+                if r < 0.5 or not live:
+                    c = key[rng.randrange(len(key))] if rng.random() < 0.6 else names[rng.randrange(len(names))]
+                    live.append(f"h{i}")
+                    step = m.attach(c, f, f"h{i}")
+                elif r < 0.75:
+                    h = live.pop(rng.randrange(len(live)))
+                    gone.append(h)
+                    step = m.detach(h)
+                else:
+                    step = m.call(f)
+                out.update(json.dumps(step.as_json(), sort_keys=True).encode())
+            except FtsimError as e:          # a refused step (a consumer on a function it cannot take) is pinned too
+                out.update(f"{type(e).__name__}: {e}".encode())
+    return out.hexdigest()[:16]
+
+
+def test_seeded_sequences_under_every_variant_are_pinned():
+    got = {p.label: _pinned_run(p) for p in PINNED}
+    if os.environ.get("FTSIM_GOLDEN") == "update":
+        MODEL_GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
+    want = json.loads(MODEL_GOLDEN.read_text())
+    changed = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    assert not changed, f"{len(changed)} of {len(want)} variants changed: " + "; ".join(changed)

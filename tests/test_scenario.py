@@ -155,3 +155,40 @@ def test_who_sees_which_ip_and_which_return_value():
     m.detach("lp")
     out = m.call("cmdline_proc_show").call
     assert out.ip_seen == {"k": "orig", "fx": "orig"} and out.return_seen == {"fx": "orig"}
+
+
+# -- Behaviour pinned: every step of every shipped scenario, under every design and kernel boundary -----------
+# tests/golden/scenario-digests.json holds, per (file, design, kernel), a digest of every field of every step
+# (result, record, counters, fired, ip/return seen, violations, WARN sites, reason and notes). The .fts
+# expectations say what a file is written to show; this says nothing else moved. A deliberate change of
+# behaviour regenerates it (FTSIM_GOLDEN=update pytest tests/test_scenario.py -k pinned) and says why in
+# its commit; `ftsim scenario FILE --policy P --kernel K --json` before and after shows the difference.
+GOLDEN = Path(__file__).resolve().parent / "golden" / "scenario-digests.json"
+PINNED = [(d, None) for d in policy.NAMES if d != "merged"] + [("merged", k) for k in BUG_KERNELS]
+
+
+def _digest(rows: list[dict]) -> str:
+    import hashlib
+    keep = [{k: v for k, v in d.items() if k not in ("file", "failures", "expect_ok")} for d in rows]
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pinned_digests() -> dict:
+    out = {}
+    for path in sorted(SCEN.rglob("*.fts")):
+        sc = scenario.parse_file(path)
+        for design, kernel in PINNED:
+            key = f"{path.relative_to(SCEN)}|{design}|{kernel or 'newest'}"
+            out[key] = _digest(scenario.run(sc, policy.get(design, kernel=kernel)))
+    return out
+
+
+def test_every_step_of_every_shipped_scenario_is_pinned():
+    import os
+    got = _pinned_digests()
+    if os.environ.get("FTSIM_GOLDEN") == "update":
+        GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    changed = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    assert not changed, (f"{len(changed)} of {len(want)} (file, design, kernel) runs changed, e.g. "
+                         + "; ".join(changed[:8]) + " (ftsim scenario data/scenarios/FILE --policy P --kernel K)")
