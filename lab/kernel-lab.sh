@@ -91,6 +91,7 @@ say "kernel $REL ($MODE${SUITE:+, $SUITE}); build dir ${KB#$ROOT/}"
 # ---------------------------------------------------------------- host packages (bookworm's own; nothing else)
 PKGS="qemu-system-x86 busybox-static clang llvm libbpf-dev bpftool libelf-dev build-essential zlib1g-dev cpio xz-utils zstd kmod python3"
 [ "$BUILD" = host ] && [ "$MODE" = debian ] && PKGS="$PKGS $CC"
+[ "$BUILD" = host ] && PKGS="$PKGS dwarves"    # pahole: kbuild adds BTF to modules of a CONFIG_DEBUG_INFO_BTF_MODULES kernel (6.12)
 case "$BUILD" in chroot:*) PKGS="$PKGS debootstrap" ;; esac
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
