@@ -252,6 +252,33 @@ MULTI = [p for p in CROSS if p.tracing_multi]
 KPROBES = ("kprobe", "kprobe-post", "fail-function", "bpf-override-return", "livepatch", "bpf-fentry")
 
 
+def _seeded(seed: int, n: int, events: int, pols, focus, p_focus: float, p_attach: float, p_detach: float) -> list:
+    """``n`` event lists over f0..f2 from Python's generator (the same stream on every machine): a consumer
+    of ``focus`` with probability ``p_focus`` (else any every policy of ``pols`` has), an attach with
+    ``p_attach`` unless three of it are live there (instances=3), a detach of a live handle with
+    ``p_detach``, else a call."""
+    import random
+    rng = random.Random(seed)
+    names = sorted(set.intersection(*(set(consumers.available(p)) for p in pols)))
+    key = [c for c in focus if c in names]
+    work = []
+    for _ in range(n):
+        rows, live = [], []
+        for t in range(events):
+            f, r = f"f{rng.randrange(3)}", rng.random()
+            c = rng.choice(key) if rng.random() < p_focus else rng.choice(names)
+            if (r < p_attach or not live) and sum(x[:2] == (f, c) for x in live) < 3:
+                live.append((f, c, f"h{t}"))
+                rows.append((float(t), f, c, "attach", f"h{t}"))
+            elif r < p_attach + p_detach and live:
+                f, c, h = live.pop(rng.randrange(len(live)))
+                rows.append((float(t), f, c, "detach", h))
+            else:
+                rows.append((float(t), f, None, "call", None))
+        work.append(rows)
+    return work
+
+
 @pytest.mark.parametrize("pols,focus,n", [(CROSS, KEY, 100), (MULTI, KEY + ("bpf-fentry-multi", "bpf-fexit-multi"), 100),
                                           (CROSS, KPROBES, 200)], ids=["every-kernel", "tracing-multi", "kprobe-ops"])
 def test_batch_equals_reference_on_seeded_sequences_over_three_functions(pols, focus, n):
@@ -260,26 +287,7 @@ def test_batch_equals_reference_on_seeded_sequences_over_three_functions(pols, f
     7.x shared direct ops scanned past safe and dangerous trampolines on other functions, the shared
     kprobe ops moving under probes elsewhere (registered over, unregistered under, the aggregates of
     ``kprobe-ops``), and tracing_multi links where the kernel has them."""
-    import random
-    rng = random.Random(7)
-    names = sorted(set.intersection(*(set(consumers.available(p)) for p in pols)))
-    key = [c for c in focus if c in names]
-    work = []
-    for _ in range(n):
-        rows, live = [], []
-        for t in range(24):
-            f, r = f"f{rng.randrange(3)}", rng.random()
-            c = rng.choice(key) if rng.random() < 0.8 else rng.choice(names)
-            if (r < 0.45 or not live) and sum(x[:2] == (f, c) for x in live) < 3:     # instances=3 per function
-                live.append((f, c, f"h{t}"))
-                rows.append((float(t), f, c, "attach", f"h{t}"))
-            elif r < 0.7 and live:
-                f, c, h = live.pop(rng.randrange(len(live)))
-                rows.append((float(t), f, c, "detach", h))
-            else:
-                rows.append((float(t), f, None, "call", None))
-        work.append(rows)
-    _compare(_stack(work, instances=3), pols)
+    _compare(_stack(_seeded(7, n, 24, pols, focus, p_focus=0.8, p_attach=0.45, p_detach=0.25), instances=3), pols)
 
 
 def test_metrics_of_both_engines_agree_on_seeded_generated_workloads():
@@ -312,23 +320,4 @@ def test_seeded_search_over_the_shared_kprobe_ops():
     """Larger than the test above (1,500 workloads of 30 events, the kprobe consumers 90 % of the time,
     three functions, every kernel of CROSS): the search that found the disarm divergence above (at its
     workload 7). 40 s; not in the mutation subset."""
-    import random
-    rng = random.Random(1)
-    names = sorted(set.intersection(*(set(consumers.available(p)) for p in CROSS)))
-    key = [c for c in KPROBES if c in names]
-    work = []
-    for _ in range(1500):
-        rows, live = [], []
-        for t in range(30):
-            f, r = f"f{rng.randrange(3)}", rng.random()
-            c = rng.choice(key) if rng.random() < 0.9 else rng.choice(names)
-            if (r < 0.5 or not live) and sum(x[:2] == (f, c) for x in live) < 3:
-                live.append((f, c, f"h{t}"))
-                rows.append((float(t), f, c, "attach", f"h{t}"))
-            elif r < 0.8 and live:
-                f, c, h = live.pop(rng.randrange(len(live)))
-                rows.append((float(t), f, c, "detach", h))
-            else:
-                rows.append((float(t), f, None, "call", None))
-        work.append(rows)
-    _compare(_stack(work, instances=3), CROSS)
+    _compare(_stack(_seeded(1, 1500, 30, CROSS, KPROBES, p_focus=0.9, p_attach=0.5, p_detach=0.3), instances=3), CROSS)

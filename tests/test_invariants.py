@@ -145,14 +145,10 @@ def test_an_unarmed_probe_is_in_no_table_so_the_next_probe_arms_afresh():
 # (FTSIM_GOLDEN=update pytest tests/test_invariants.py -k pinned) and says why in its commit.
 import hashlib
 import json
-import os
-from pathlib import Path
-
 import random
 
 from ftsim.errors import FtsimError
 
-MODEL_GOLDEN = Path(__file__).resolve().parent / "golden" / "model-digests.json"
 PINNED_KERNELS = ["6.0", "6.1.159", "6.1.160", "6.1.192", "6.4", "6.6.10", "6.6.118", "6.12.58", "6.12.61",
                   "6.12.62", "6.12.117", "6.14", "7.0", "7.2.13", "7.3"]
 PINNED = ([policy.get(d) for d in policy.NAMES if d != "merged"]
@@ -192,9 +188,6 @@ def _pinned_run(pol, seed: int = 0, sequences: int = 120, steps: int = 16) -> st
 
 
 def test_seeded_sequences_under_every_variant_are_pinned():
-    got = {p.label: _pinned_run(p) for p in PINNED}
-    if os.environ.get("FTSIM_GOLDEN") == "update":
-        MODEL_GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
-    want = json.loads(MODEL_GOLDEN.read_text())
-    changed = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
-    assert not changed, f"{len(changed)} of {len(want)} variants changed: " + "; ".join(changed)
+    from golden_support import changed_digests
+    changed, stored = changed_digests("model-digests.json", {p.label: _pinned_run(p) for p in PINNED})
+    assert not changed, f"{len(changed)} of {stored} variants changed: " + "; ".join(changed)

@@ -163,7 +163,6 @@ def test_who_sees_which_ip_and_which_return_value():
 # expectations say what a file is written to show; this says nothing else moved. A deliberate change of
 # behaviour regenerates it (FTSIM_GOLDEN=update pytest tests/test_scenario.py -k pinned) and says why in
 # its commit; `ftsim scenario FILE --policy P --kernel K --json` before and after shows the difference.
-GOLDEN = Path(__file__).resolve().parent / "golden" / "scenario-digests.json"
 PINNED = [(d, None) for d in policy.NAMES if d != "merged"] + [("merged", k) for k in BUG_KERNELS]
 
 
@@ -184,11 +183,7 @@ def _pinned_digests() -> dict:
 
 
 def test_every_step_of_every_shipped_scenario_is_pinned():
-    import os
-    got = _pinned_digests()
-    if os.environ.get("FTSIM_GOLDEN") == "update":
-        GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
-    want = json.loads(GOLDEN.read_text())
-    changed = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
-    assert not changed, (f"{len(changed)} of {len(want)} (file, design, kernel) runs changed, e.g. "
+    from golden_support import changed_digests
+    changed, stored = changed_digests("scenario-digests.json", _pinned_digests())
+    assert not changed, (f"{len(changed)} of {stored} (file, design, kernel) runs changed, e.g. "
                          + "; ".join(changed[:8]) + " (ftsim scenario data/scenarios/FILE --policy P --kernel K)")
