@@ -36,8 +36,11 @@ def examples(default: int) -> int:
 
 def fuzz_settings(default: int):
     """Hypothesis settings of a fuzzer: generation only (the tally collects failures instead of
-    shrinking them), no example database, no deadline (``guard`` enforces TIMEOUT)."""
+    shrinking them), no example database, no deadline (``guard`` enforces TIMEOUT).  In ``make test``
+    (no FTSIM_FUZZ_EXAMPLES) the examples are derandomized: the share assertions (most near-valid texts
+    run model steps) hold or fail the same way on every machine; a campaign draws fresh examples."""
     return settings(max_examples=examples(default), deadline=None, database=None,
+                    derandomize="FTSIM_FUZZ_EXAMPLES" not in os.environ,
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=list(HealthCheck))
 
