@@ -292,11 +292,6 @@ def test_prune_touches_only_own_stale_files(cdir, tmp_path):
 
 # -- the real tables ------------------------------------------------------------------------------------
 
-real = pytest.mark.skipif(not hasattr(batch.Tables, "to_arrays"),
-                          reason="waits for Tables.to_arrays()/from_arrays() (the lead's contract)")
-
-
-@real
 def test_real_tables_round_trip_and_a_tampered_file_changes_no_result(cdir, monkeypatch, capsys):
     from ftsim import metrics
     monkeypatch.setattr(batch, "TABLES", {})

@@ -164,8 +164,6 @@ def test_refused_attach_then_detach_is_enoent_in_both_engines():
     _compare(arrays)
 
 
-@pytest.mark.skipif(not hasattr(batch.Tables, "to_arrays"),
-                    reason="the cache stores Tables.to_arrays() (.npz, no pickle); waits for Tables.to_arrays/from_arrays")
 def test_tables_persist_between_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("FTSIM_CACHE", str(tmp_path))
     monkeypatch.setattr(batch, "TABLES", {})
@@ -187,8 +185,6 @@ def test_tables_persist_between_processes(tmp_path, monkeypatch):
     assert cache.path_for(1) is None
 
 
-@pytest.mark.skipif("kprobe_arm_error_dropped" not in {f.name for f in __import__("dataclasses").fields(policy.Policy)},
-                    reason="policy choice not in this core")
 def test_an_unarmed_probe_holds_no_shared_ops():
     """With the arming error dropped, kprobe-post on a livepatched f0 is told 0 but holds no ops; the
     next kprobe-post (on f1) must still register kprobe_ipmodify_ops and ask f1's trampoline (PEER)."""

@@ -1,5 +1,4 @@
 """The dashboards: what they compute, that a knob's move recomputes, and the static fallback."""
-import importlib.util
 
 import matplotlib
 import pytest
@@ -214,8 +213,6 @@ def test_call_path_diagram():
     matplotlib.pyplot.close(fig)
 
 
-needs_metrics = pytest.mark.skipif(importlib.util.find_spec("ftsim.metrics") is None,
-                                   reason="ftsim.metrics (issue 3) is not there yet")
 
 
 def test_show_without_a_front_end_prints_the_default_table(capsys):
