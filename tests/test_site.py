@@ -1,6 +1,6 @@
 """`make site`: every notebook as an HTML page that loads nothing from outside the site, links between
 pages that resolve (glossary fragments included), an index, built well within two minutes.  (The
-browser test, tests/browser/test_site.py, then reads it with the network blocked.)"""
+browser test, tests/browser/test_site_offline.py, then reads it with the network blocked.)"""
 import html
 import importlib.util
 import re
