@@ -203,7 +203,8 @@ def scenario_text(lines: int) -> str:
                             t = f"{k}={v}"
                         toks.append(t)
                     exp = " ".join(toks)
-                out.append(" ".join(w) + (f"  {arrow}{' ' if exp else ''}{exp}" if arrow else ""))
+                sep = "" if exp.startswith("[") or not exp else " "     # =>[SEL] stays one token
+                out.append(" ".join(w) + (f"  {arrow}{sep}{exp}" if arrow else ""))
             copy += 1
     out = out[:lines]
     used = {w.split()[2] if w.startswith("attach") else w.split()[1] for w in out if not w.startswith("detach")}
