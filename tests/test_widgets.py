@@ -213,8 +213,6 @@ def test_call_path_diagram():
     matplotlib.pyplot.close(fig)
 
 
-
-
 def test_show_without_a_front_end_prints_the_default_table(capsys):
     widgets.DesignComparison().show()                        # no IPython here: plain text
     out = capsys.readouterr().out
